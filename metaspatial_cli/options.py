@@ -1,0 +1,97 @@
+"""Build a Typer command from a stage's config class, so flags, YAML keys and manifest agree.
+
+Every field of the config becomes a `--kebab-case` flag whose help is the field's docstring.
+Values come, in order of precedence, from the flags, then `--config FILE.yaml`, then the class
+defaults; the merged mapping is validated by the config class before anything runs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+
+from stages.core.config import build_config, load_yaml
+from stages.core.errors import UserError
+
+err_console = Console(stderr=True)
+
+
+def _flag_type(annotation: Any) -> type:
+    """The type Typer parses a flag as; pydantic does the real conversion and validation."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]
+    if annotation in (bool, int, float):
+        return annotation
+    return str
+
+
+def _is_list(annotation: Any) -> bool:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]
+    return typing.get_origin(annotation) in (list, tuple)
+
+
+def _help(field: Any) -> str:
+    text = (field.description or "").strip()
+    if typing.get_origin(field.annotation) is Literal:
+        text += f" One of: {', '.join(map(str, typing.get_args(field.annotation)))}."
+    if field.default_factory is None and field.default is not None and field.default != "":
+        default = field.default
+        if isinstance(default, (list, tuple)):
+            default = ",".join(map(str, default))
+        text += f" (default: {default})"
+    return text
+
+
+def cli_values(config_cls: type[BaseModel], flags: dict[str, Any]) -> dict[str, Any]:
+    """Flags the user actually gave, with comma lists split for list-typed fields."""
+    values = {}
+    for name, value in flags.items():
+        if value is None:
+            continue
+        field = config_cls.model_fields[name]
+        if _is_list(field.annotation) and isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        values[name] = value
+    return values
+
+
+def add_config_command(app: typer.Typer, name: str, config_cls: type[BaseModel],
+                       run: Callable[[Any], Any], help: str, rich_help_panel: str | None = None) -> None:
+    """Register `name` on `app`: one flag per config field plus `--config FILE.yaml`."""
+    params = [inspect.Parameter(
+        "config_file", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],  # noqa: UP045
+        default=typer.Option(None, "--config", help="YAML file with this stage's options; keys are the flag "
+                             "names with underscores (flags given on the command line win)."))]
+    for fname, field in config_cls.model_fields.items():
+        flag = "--" + fname.replace("_", "-")
+        ftype = _flag_type(field.annotation)
+        decls = [f"{flag}/--no-{fname.replace('_', '-')}"] if ftype is bool else [flag]
+        params.append(inspect.Parameter(
+            fname, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[ftype],  # noqa: UP045
+            default=typer.Option(None, *decls, help=_help(field), show_default=False)))
+
+    def command(**kwargs: Any) -> None:
+        config_file = kwargs.pop("config_file")
+        try:
+            values = load_yaml(config_file) if config_file else {}
+            values.update(cli_values(config_cls, kwargs))
+            cfg = build_config(config_cls, values, source=str(config_file or "options"))
+            run(cfg)
+        except UserError as err:
+            err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+            raise typer.Exit(2) from None
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__doc__ = help
+    app.command(name, help=help, rich_help_panel=rich_help_panel)(command)

@@ -1,0 +1,57 @@
+"""Developer sessions. `nox -s tests` is the test command CI runs (.ci/run).
+
+Every session installs the CPU build of torch first (`torch==2.13.0` comes from local disk on
+the project's machines); the project's `torch>=2.4` range is then already satisfied and pip
+does not pull a multi-GB CUDA build.
+"""
+
+import os
+
+import nox
+
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests", "lint"]
+
+CPU_TORCH = "torch==2.13.0"
+TEST_ENV = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+            "TRL_EXPERIMENTAL_SILENCE": "1", "PYOPENGL_PLATFORM": "egl"}
+
+
+def _install(session: nox.Session, extras: str = "dev") -> None:
+    session.install(CPU_TORCH)
+    session.install("-e", f".[{extras}]")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole default test suite (unit + end-to-end on tiny inputs)."""
+    _install(session)
+    session.run("pytest", "-q", "-m", "not vllm", *session.posargs, env=TEST_ENV)
+
+
+@nox.session
+def quickstart(session: nox.Session) -> None:
+    """The main job on its embedded defaults: `metaspatial recipe run recipes/quickstart.yaml`."""
+    _install(session)
+    session.run("metaspatial", "recipe", "run", "recipes/quickstart.yaml", *session.posargs, env=TEST_ENV)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "metaspatial_cli", "stages", "tests", "benchmarks")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    _install(session)
+    session.run("mypy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks under benchmarks/: each prints ratios against a baseline measured in the same run."""
+    _install(session)
+    for script in sorted(os.listdir("benchmarks")):
+        if script.startswith("bench_") and script.endswith(".py"):
+            session.run("python", f"benchmarks/{script}", *session.posargs, env=TEST_ENV)

@@ -1,0 +1,121 @@
+"""Build a prompt dataset from rooms: one row per room with its prompt and an empty-room image.
+
+Sources: `synthetic` (an offline generator of realistic rooms), `jsonl` (IDesign scene graphs, one
+room a line), `idesign` (a folder of IDesign `scene_graph*.json` files) and `hf` (the paper's
+Hugging Face dataset format, from a local Parquet file or the Hub).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+from pydantic import Field, model_validator
+
+from stages.core.config import StageConfig
+from stages.core.errors import UserError
+from stages.core.plan2d import room_plan
+from stages.core.scene import Scene
+from stages.core.stage import Context, Stage, run_stage
+
+from . import prompt as prompt_mod
+from . import sources
+
+
+class Config(StageConfig):
+    source: Literal["synthetic", "jsonl", "idesign", "hf"] = "synthetic"
+    """Where rooms come from: synthetic (offline generator), jsonl (file of rooms), idesign (folder of
+    scene_graph*.json files), hf (the paper's dataset: --input data.parquet, or --dataset NAME)."""
+    input: Path | None = None
+    """The source's input: a .jsonl file (jsonl), a folder (idesign) or a .parquet file (hf)."""
+    num_rooms: int = Field(default=50, ge=1)
+    """Number of rooms to generate (synthetic source)."""
+    seed: int = 0
+    """Random seed of the synthetic generator; the same seed gives the same rooms."""
+    dataset: str | None = None
+    """Hugging Face Hub dataset name for the hf source, e.g. zhenyupan/3d_layout_reasoning (needs the Hub)."""
+    split: str = "train"
+    """Split of the Hugging Face dataset to read (hf source with --dataset)."""
+    sizes: Path | None = None
+    """idesign source: a JSON file mapping each scene file's room to {description, room_size}."""
+    template: str = "default"
+    """Prompt template: a built-in name (default, concise) or a text file with $placeholders."""
+    test_fraction: float = Field(default=0.1, ge=0.0, le=1.0)
+    """Share of rooms assigned to split 'test' (deterministic by room id)."""
+    image_size: int = Field(default=512, ge=64, le=4096)
+    """Side of the square empty-room image, in pixels."""
+
+    @model_validator(mode="after")
+    def _source_inputs(self) -> Config:
+        if self.source in ("jsonl", "idesign") and self.input is None:
+            raise ValueError(f"source {self.source!r} needs --input")
+        if self.source == "hf" and self.input is None and self.dataset is None:
+            raise ValueError("source 'hf' needs --input FILE.parquet or --dataset NAME")
+        return self
+
+
+COLUMNS = [
+    pa.field("prompt_id", pa.string()), pa.field("room_id", pa.string()), pa.field("split", pa.string()),
+    pa.field("source", pa.string()), pa.field("room_type", pa.string()), pa.field("description", pa.string()),
+    pa.field("preference", pa.string()), pa.field("room_x", pa.float64()), pa.field("room_y", pa.float64()),
+    pa.field("room_z", pa.float64()), pa.field("scene", pa.string()), pa.field("num_objects", pa.int64()),
+    pa.field("reference_layout", pa.string()), pa.field("prompt", pa.string()), pa.field("image", pa.string()),
+]
+
+
+def split_of(room_id: str, test_fraction: float) -> str:
+    """'test' for a fixed share of room ids, whatever the run, shard or source order."""
+    h = int.from_bytes(hashlib.sha256(room_id.encode()).digest()[:8], "big") / 2**64
+    return "test" if h < test_fraction else "train"
+
+
+def load_rooms(cfg: Config) -> list[dict[str, Any]]:
+    prompt_mod.load_template(cfg.template)  # fail on a bad template before anything is written
+    if cfg.source == "jsonl":
+        return sources.from_jsonl(cfg.input)
+    if cfg.source == "synthetic":
+        from . import synthetic
+
+        return synthetic.generate(cfg.num_rooms, cfg.seed)
+    if cfg.source == "idesign":
+        return sources.from_idesign_dir(cfg.input, cfg.sizes)
+    return sources.from_hf(cfg.input, cfg.dataset, cfg.split)
+
+
+def make_processor(cfg: Config, ctx: Context):
+    template = prompt_mod.load_template(cfg.template)
+
+    def process(rooms: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        rows = []
+        for rec in rooms:
+            scene = Scene.from_idesign(rec["scene_graph"], rec["room_size"], rec["room_id"], rec["description"],
+                                       rec["room_type"])
+            image = f"_images/rooms/{hashlib.sha1(scene.room_id.encode()).hexdigest()[:16]}.png"
+            room_plan(scene.size, cfg.image_size).save(ctx.image_path(image))
+            reference = scene.reference_layout()
+            rows.append({
+                "prompt_id": scene.room_id, "room_id": scene.room_id, "split": split_of(scene.room_id, cfg.test_fraction),
+                "source": rec["source"], "room_type": scene.room_type, "description": scene.description,
+                "preference": rec["preference"], "room_x": float(scene.size.x), "room_y": float(scene.size.y),
+                "room_z": float(scene.size.z), "scene": json.dumps(scene.to_idesign(with_positions=False)),
+                "num_objects": len(scene.objects),
+                "reference_layout": json.dumps(reference) if reference else None,
+                "prompt": prompt_mod.fill(template, scene, rec["preference"]), "image": image,
+            })
+            ctx.advance(1)
+        return rows
+
+    return process
+
+
+STAGE = Stage(name="gen-prompts", config_class=Config, adds=COLUMNS, make_processor=make_processor,
+              source_rows=load_rooms, unit="rooms")
+
+
+def run(cfg: Config) -> Path:
+    if not isinstance(cfg, Config):
+        raise UserError("gen-prompts: expected a gen_prompts.Config")
+    return run_stage(STAGE, cfg)

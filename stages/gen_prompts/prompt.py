@@ -1,0 +1,60 @@
+"""The prompt text: a template (built in, or a file of your own) filled from a scene.
+
+Templates use `$name` placeholders (Python's string.Template: plain substitution, no code).
+Available: room_type, room_x, room_y, room_z, preference, num_objects, scene_json, object_ids,
+first_id. The answer format asked for is the paper's:
+`<think>...</think><answer>[{"new_object_id": ..., "x": ..., "y": ..., "z": ...}, ...]</answer>`.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from pathlib import Path
+
+from stages.core.errors import UserError
+from stages.core.scene import Scene
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+PLACEHOLDERS = {"room_type", "room_x", "room_y", "room_z", "preference", "num_objects", "scene_json",
+                "object_ids", "first_id"}
+
+
+def builtin_templates() -> list[str]:
+    return sorted(p.stem for p in TEMPLATE_DIR.glob("*.txt"))
+
+
+def load_template(name_or_path: str) -> string.Template:
+    """A built-in template by name, or a text file; unknown placeholders fail here, naming them."""
+    path = TEMPLATE_DIR / f"{name_or_path}.txt"
+    if not path.exists():
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise UserError(f"--template: {name_or_path!r} is neither a built-in template "
+                            f"({', '.join(builtin_templates())}) nor a file")
+    template = string.Template(path.read_text())
+    unknown = set(template.get_identifiers()) - PLACEHOLDERS
+    if unknown or not template.is_valid():
+        raise UserError(f"{path}: unknown placeholder(s) {', '.join(sorted(unknown)) or '(malformed $)'}; "
+                        f"available: {', '.join(sorted(PLACEHOLDERS))}")
+    return template
+
+
+def scene_json(scene: Scene) -> str:
+    """The objects as the model sees them: IDesign dicts without positions, one per line."""
+    lines = []
+    for obj in scene.objects:
+        d = obj.to_idesign(with_position=False)
+        d.pop("cluster", None)  # IDesign's search bookkeeping; says nothing about the task
+        d["rotation"] = {"z_angle": scene.z_angle(obj)}
+        lines.append(json.dumps(d, ensure_ascii=False))
+    return "[\n" + ",\n".join(lines) + "\n]"
+
+
+def fill(template: string.Template, scene: Scene, preference: str) -> str:
+    return template.substitute(
+        room_type=scene.room_type or "room", room_x=f"{scene.size.x:g}", room_y=f"{scene.size.y:g}",
+        room_z=f"{scene.size.z:g}", preference=preference.strip() or "a comfortable, practical room",
+        num_objects=len(scene.objects), scene_json=scene_json(scene), object_ids=", ".join(scene.ids),
+        first_id=scene.ids[0] if scene.ids else "object_1",
+    )
