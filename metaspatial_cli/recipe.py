@@ -1,22 +1,58 @@
-"""`metaspatial recipe`: run a YAML recipe that chains the stages (not built yet)."""
+"""`metaspatial recipe run|plan RECIPE.yaml`: chain the stages over iterations and turns.
+
+`run` executes the steps (skipping complete ones, so a re-run resumes); `plan` prints the same
+steps as a bash script of plain `metaspatial` commands. See recipes/spec.py for the YAML format.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
+
+from stages.core.errors import UserError
 
 from .options import err_console
 
 app = typer.Typer(help="Run or print a YAML recipe that chains the stages over iterations and turns.",
                   no_args_is_help=True)
 
+SET_HELP = "Override a recipe entry, e.g. --set rollout.n=8 --set iterations=5 (the value is read as YAML)."
+
 
 @app.command("run")
-def run(recipe: str) -> None:
-    """Run a recipe (not built yet)."""
-    err_console.print("[bold red]error:[/] `metaspatial recipe run` is not built yet in this version.")
-    raise typer.Exit(2)
+def run(recipe: Path = typer.Argument(..., help="Recipe YAML file, e.g. recipes/quickstart.yaml."),
+        set_: list[str] = typer.Option([], "--set", help=SET_HELP)) -> None:
+    """Run a recipe: every step as a `metaspatial` subprocess; complete steps are skipped."""
+    from .recipes.runner import StepFailed, check_runnable, run_recipe
+    from .recipes.spec import load_recipe
+
+    try:
+        spec = load_recipe(recipe, set_)
+        check_runnable(spec)
+        run_recipe(spec)
+    except UserError as err:
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        raise typer.Exit(2) from None
+    except StepFailed as err:
+        err_console.print(f"[bold red]recipe stopped:[/] the {err.step.name} step failed (exit code {err.code}).\n"
+                          f"  command: {err.step.command_line()}\n"
+                          f"  Fix the cause shown above and run the recipe again: complete steps are skipped.",
+                          highlight=False)
+        raise typer.Exit(err.code) from None
+    err_console.print(f"[bold green]recipe complete[/]: {spec.workdir}", highlight=False)
 
 
 @app.command("plan")
-def plan(recipe: str) -> None:
-    """Print a recipe as shell commands (not built yet)."""
-    err_console.print("[bold red]error:[/] `metaspatial recipe plan` is not built yet in this version.")
-    raise typer.Exit(2)
+def plan(recipe: Path = typer.Argument(..., help="Recipe YAML file."),
+         set_: list[str] = typer.Option([], "--set", help=SET_HELP)) -> None:
+    """Print a recipe as a bash script: the config files it needs, then one `metaspatial` command per step."""
+    from .recipes.spec import load_recipe
+    from .recipes.steps import plan_script
+
+    try:
+        spec = load_recipe(recipe, set_)
+    except UserError as err:
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        raise typer.Exit(2) from None
+    typer.echo(plan_script(spec, set_), nl=False)

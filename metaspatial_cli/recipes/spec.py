@@ -1,0 +1,212 @@
+"""A recipe file: read it, apply `--set` overrides, resolve `${...}` references, validate it all.
+
+    workdir: runs/quickstart          # every output goes under here
+    model: ${workdir}/models/tiny     # a local path or a hub name; the policy of iteration 1
+    make_model: tiny-qwen2.5-vl       # optional: build `model` with `metaspatial make-model` if missing
+    iterations: 3                     # rollout → render → score (× turns) → update, repeated
+    turns: 1                          # turns per iteration (multi-turn refinement)
+    stages: [gen-prompts, rollout, render, score, update]   # optional: a sub-chain
+    gen-prompts: {source: synthetic, num_rooms: 40}          # one section per stage: its Config fields
+    rollout: {n: 4, guided: true}
+    eval: {rooms: examples/rooms}     # optional: evaluate the first and the last model afterwards
+
+Everything is checked before any stage runs, and every message names the file and the key
+(`recipes/x.yaml: rollout.max_new_tokens: ...`), because a typo found after an hour of rollouts
+costs that hour.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from stages.core.config import load_yaml
+from stages.core.errors import UserError
+
+PIPELINE = ("gen-prompts", "rollout", "render", "score", "update")
+TOP_KEYS = {"workdir", "model", "make_model", "iterations", "turns", "stages", "eval"}
+# Options the runner sets on the command line of each step (they depend on where the step sits
+# in the pipeline), so a recipe section may not set them.
+RUNNER_FIELDS = {"input", "output", "num_shards", "shard_index"}
+RUNNER_FIELDS_BY_STAGE = {"rollout": {"model", "turn"}, "update": {"model"}, "eval": {"model"}}
+REF = re.compile(r"\$\{([A-Za-z0-9_.\-]+)\}")
+
+
+@dataclass
+class Recipe:
+    path: Path
+    workdir: Path
+    model: str
+    iterations: int
+    turns: int
+    stages: list[str]
+    sections: dict[str, dict[str, Any]]
+    make_model: str | None = None
+    eval: dict[str, Any] | None = None
+    config_classes: dict[str, type[BaseModel]] = field(default_factory=dict)
+
+
+def stage_config_class(stage: str) -> type[BaseModel] | None:
+    """The stage's Config class, or None when the stage is not built in this version."""
+    from metaspatial_cli.app import STAGES
+
+    module = STAGES[stage][0]
+    try:
+        return importlib.import_module(module).Config
+    except ModuleNotFoundError as err:
+        if err.name != module:
+            raise
+        return None
+
+
+def apply_overrides(raw: dict[str, Any], sets: list[str], source: str) -> None:
+    """`--set rollout.n=8`: the value is read as YAML (`8` is a number, `true` a bool, `[a, b]` a list)."""
+    for item in sets:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set {item}: expected KEY=VALUE, e.g. --set rollout.n=8")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise UserError(f"--set {item}: the value is not valid YAML ({err})") from None
+        node = raw
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise UserError(f"{source}: --set {item}: {part} is not a section")
+            node = child
+        node[leaf] = value
+
+
+def _lookup(raw: dict[str, Any], dotted: str) -> Any:
+    node: Any = raw
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def interpolate(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    """Replace `${key}` / `${section.key}` in strings by that entry's (resolved) value."""
+
+    def resolve(value: Any, where: str, seen: tuple[str, ...]) -> Any:
+        if isinstance(value, dict):
+            return {k: resolve(v, f"{where}.{k}" if where else str(k), seen) for k, v in value.items()}
+        if isinstance(value, list):
+            return [resolve(v, f"{where}[{i}]", seen) for i, v in enumerate(value)]
+        if not isinstance(value, str):
+            return value
+
+        whole = REF.fullmatch(value)
+        if whole:  # a lone reference keeps the referenced value's type (`iterations: ${n}` stays a number)
+            return reference(whole.group(1), where, seen)
+        return REF.sub(lambda m: str(reference(m.group(1), where, seen)), value)
+
+    def reference(name: str, where: str, seen: tuple[str, ...]) -> Any:
+        if name in seen:
+            raise UserError(f"{source}: {where}: ${{{name}}} refers to itself (via {' -> '.join(seen)})")
+        target = _lookup(raw, name)
+        if target is None or isinstance(target, (dict, list)):
+            raise UserError(f"{source}: {where}: ${{{name}}} does not name a value in this recipe")
+        return resolve(target, name, (*seen, name))
+
+    return resolve(raw, "", ())
+
+
+def _validation_lines(err: ValidationError, prefix: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join([prefix, *(str(p) for p in e["loc"])])
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"{key}: {msg}")
+    return "\n".join(lines)
+
+
+def _positive_int(raw: dict[str, Any], key: str, source: str) -> int:
+    value = raw.get(key, 1)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UserError(f"{source}: {key}: expected a whole number of at least 1, got {value!r}")
+    return value
+
+
+def _stage_list(raw: dict[str, Any], source: str) -> list[str]:
+    """The stages to run: the whole pipeline, or a prefix of it (e.g. without update, to look at rollouts)."""
+    stages = raw.get("stages", list(PIPELINE))
+    if not isinstance(stages, list) or not stages or stages != list(PIPELINE[:len(stages)]):
+        raise UserError(f"{source}: stages: expected the pipeline or a prefix of it "
+                        f"({', '.join(PIPELINE)}), got {stages!r}")
+    return stages
+
+
+def validate_section(recipe_source: str, stage: str, section: dict[str, Any], cls: type[BaseModel],
+                     placeholders: dict[str, Any]) -> None:
+    """Validate a section with its stage's Config; the runner's own fields get stand-in values."""
+    owned = (RUNNER_FIELDS | RUNNER_FIELDS_BY_STAGE.get(stage, set())) & set(section)
+    if stage == "gen-prompts":  # its `input` is the rooms file it reads, not a dataset the runner wires
+        owned.discard("input")
+    if owned:
+        raise UserError(f"{recipe_source}: {stage}.{sorted(owned)[0]}: set by the recipe runner for each step "
+                        "(remove it from the recipe)")
+    values = {k: v for k, v in placeholders.items() if k in cls.model_fields}
+    try:
+        cls.model_validate({**values, **section})
+    except ValidationError as err:
+        raise UserError("\n".join(f"{recipe_source}: {line}"
+                                  for line in _validation_lines(err, stage).splitlines())) from None
+
+
+def load_recipe(path: Path, sets: list[str] | None = None) -> Recipe:
+    """Read, override, interpolate and validate a recipe; raises UserError naming file and key."""
+    source = str(path)
+    raw = load_yaml(Path(path))
+    apply_overrides(raw, sets or [], source)
+    unknown = sorted(set(raw) - TOP_KEYS - set(PIPELINE))
+    if unknown:
+        raise UserError(f"{source}: {unknown[0]}: unknown key (allowed: {', '.join(sorted(TOP_KEYS))} "
+                        f"and one section per stage: {', '.join(PIPELINE)})")
+    raw = interpolate(raw, source)
+    for key in ("workdir", "model"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise UserError(f"{source}: {key}: required (a path{' or hub name' if key == 'model' else ''})")
+    stages = _stage_list(raw, source)
+    recipe = Recipe(path=Path(path), workdir=Path(raw["workdir"]), model=raw["model"],
+                    iterations=_positive_int(raw, "iterations", source), turns=_positive_int(raw, "turns", source),
+                    stages=stages, sections={}, make_model=raw.get("make_model"), eval=raw.get("eval"))
+    if recipe.iterations > 1 and "update" not in stages:
+        raise UserError(f"{source}: iterations: {recipe.iterations} iterations need the update stage in `stages`")
+    for stage in PIPELINE:
+        section = raw.get(stage) or {}
+        if not isinstance(section, dict):
+            raise UserError(f"{source}: {stage}: expected a mapping of option: value")
+        if stage not in stages:
+            if section:
+                raise UserError(f"{source}: {stage}: section given but the stage is not in `stages`")
+            continue
+        cls = stage_config_class(stage)
+        if cls is None:
+            raise UserError(f"{source}: {stage}: the {stage} stage is not built in this version")
+        validate_section(source, stage, section, cls,
+                         {"input": recipe.workdir, "output": recipe.workdir, "model": recipe.model, "turn": 1})
+        recipe.sections[stage] = section
+        recipe.config_classes[stage] = cls
+    _check_extras(recipe, source)
+    return recipe
+
+
+def _check_extras(recipe: Recipe, source: str) -> None:
+    if recipe.make_model is not None and not isinstance(recipe.make_model, str):
+        raise UserError(f"{source}: make_model: expected a model kind such as tiny-qwen2.5-vl")
+    if recipe.eval is not None:
+        from metaspatial_cli.evaluate import EvalConfig
+
+        if not isinstance(recipe.eval, dict):
+            raise UserError(f"{source}: eval: expected a mapping of option: value")
+        validate_section(source, "eval", recipe.eval, EvalConfig, {"model": [recipe.model]})

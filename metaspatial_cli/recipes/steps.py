@@ -1,0 +1,132 @@
+"""Turn a recipe into its steps: plain `metaspatial ...` command lines and the config files they read.
+
+The same list drives `recipe run` (which executes it) and `recipe plan` (which prints it as a shell
+script), so what the plan shows is exactly what the runner does. Layout under the workdir:
+
+    _recipe/<stage>.yaml           each stage's section of the recipe, after overrides and ${...}
+    gen-prompts/                   the prompts, shared by all iterations
+    iter-001/turn-1/rollout/       rollout → render → score for each turn
+    iter-001/turn-1/render/
+    iter-001/turn-1/score/
+    iter-001/update/               GRPO update from the last turn's scores: the next iteration's model
+    eval/                          first vs last model on held-out rooms (when the recipe has `eval:`)
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .spec import Recipe
+
+CONFIG_DIR = "_recipe"
+TURN_STAGES = ("rollout", "render", "score")
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    """Where the step sits in the pipeline, e.g. iter-002/turn-1/rollout."""
+    args: tuple[str, ...]
+    """The command line after `metaspatial`."""
+    output: Path
+    kind: Literal["dataset", "model", "update", "eval"]
+    """How to tell that the step is complete (see runner.is_complete)."""
+
+    def command_line(self) -> str:
+        return shlex.join(["metaspatial", *self.args])
+
+
+def config_path(recipe: Recipe, name: str) -> Path:
+    return recipe.workdir / CONFIG_DIR / f"{name}.yaml"
+
+
+def config_files(recipe: Recipe) -> dict[Path, str]:
+    """The YAML text of each step's `--config` file."""
+    files = {config_path(recipe, stage): _dump(section) for stage, section in recipe.sections.items()}
+    if recipe.eval is not None:
+        files[config_path(recipe, "eval")] = _dump(eval_section(recipe))
+    return files
+
+
+def eval_section(recipe: Recipe) -> dict[str, Any]:
+    """The eval options: the recipe's `eval:` section, whose rollout/render/score options default to
+    the recipe's own sections (so evaluation decodes and scores the way training did)."""
+    section = dict(recipe.eval or {})
+    for stage in TURN_STAGES:
+        merged = {**recipe.sections.get(stage, {}), **section.get(stage, {})}
+        merged.pop("n", None)  # eval samples its own n per room
+        if merged:
+            section[stage] = merged
+    return section
+
+
+def _dump(section: dict[str, Any]) -> str:
+    return yaml.safe_dump(section, sort_keys=False, default_flow_style=False) if section else "{}\n"
+
+
+def _stage_step(recipe: Recipe, stage: str, name: str, output: Path, source: Path | None,
+                extra: list[str]) -> Step:
+    args = [stage, "--config", str(config_path(recipe, stage))]
+    if source is not None:
+        args += ["--input", str(source)]
+    args += ["--output", str(output), *extra]
+    return Step(name, tuple(args), output, "update" if stage == "update" else "dataset")
+
+
+def _has_field(recipe: Recipe, stage: str, name: str) -> bool:
+    return name in recipe.config_classes[stage].model_fields
+
+
+def build_steps(recipe: Recipe) -> list[Step]:
+    """Every step of the recipe in execution order."""
+    wd = recipe.workdir
+    steps: list[Step] = []
+    if recipe.make_model:
+        steps.append(Step("make-model", ("make-model", recipe.make_model, recipe.model), Path(recipe.model), "model"))
+    prompts = wd / "gen-prompts"
+    steps.append(_stage_step(recipe, "gen-prompts", "gen-prompts", prompts, None, []))
+    model = recipe.model
+    for iteration in range(1, recipe.iterations + 1):
+        idir = wd / f"iter-{iteration:03d}"
+        source = prompts
+        for turn in range(1, recipe.turns + 1):
+            for stage in (s for s in TURN_STAGES if s in recipe.stages):
+                extra = []
+                if stage == "rollout":
+                    extra = ["--model", model] + (["--turn", str(turn)] if _has_field(recipe, stage, "turn") else [])
+                name = f"iter-{iteration:03d}/turn-{turn}/{stage}"
+                steps.append(_stage_step(recipe, stage, name, idir / f"turn-{turn}" / stage, source, extra))
+                source = steps[-1].output
+        if "update" in recipe.stages:
+            update_dir = idir / "update"
+            steps.append(_stage_step(recipe, "update", f"iter-{iteration:03d}/update", update_dir, source,
+                                     ["--model", model]))
+            model = str(update_dir)
+    if recipe.eval is not None:
+        models = [recipe.model] if model == recipe.model else [recipe.model, model]
+        args = ["eval", "--config", str(config_path(recipe, "eval"))]
+        for m in models:
+            args += ["--model", m]
+        steps.append(Step("eval", (*args, "--output", str(wd / "eval")), wd / "eval", "eval"))
+    return steps
+
+
+def plan_script(recipe: Recipe, sets: list[str]) -> str:
+    """The recipe as a bash script: write the config files, then one `metaspatial` line per step."""
+    origin = shlex.join(["metaspatial", "recipe", "plan", str(recipe.path), *[a for s in sets for a in ("--set", s)]])
+    lines = ["#!/usr/bin/env bash", f"# Generated by: {origin}",
+             "# The same steps `metaspatial recipe run` executes; complete stage outputs are skipped on re-runs.",
+             "set -euo pipefail", f"mkdir -p {shlex.quote(str(recipe.workdir / CONFIG_DIR))}"]
+    for path, text in config_files(recipe).items():
+        lines += [f"cat > {shlex.quote(str(path))} <<'YAML'", text.rstrip("\n"), "YAML"]
+    for step in build_steps(recipe):
+        if step.kind == "model":  # built once; an existing model is never overwritten
+            lines.append(f"test -e {shlex.quote(str(step.output / 'config.json'))} || {step.command_line()}")
+        else:
+            lines.append(step.command_line())
+    return "\n".join(lines) + "\n"
