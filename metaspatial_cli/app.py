@@ -56,6 +56,8 @@ def _register_stage(name: str, module: str, help: str) -> None:
     except ModuleNotFoundError as err:
         if err.name != module:
             raise
+        mod = None
+    if not (hasattr(mod, "Config") and hasattr(mod, "run")):
         app.command(name, help=f"{help} (not built yet)", rich_help_panel="Stages")(_not_built(name))
         return
     add_config_command(app, name, mod.Config, mod.run, mod.__doc__.strip().splitlines()[0] if mod.__doc__ else help,

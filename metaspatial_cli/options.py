@@ -21,7 +21,7 @@ from rich.console import Console
 from stages.core.config import build_config, load_yaml
 from stages.core.errors import UserError
 
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _flag_type(annotation: Any) -> type:

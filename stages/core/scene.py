@@ -262,17 +262,16 @@ def _parse_object(item: Any, where: str) -> SceneObject:
 def _check_references(scene: Scene, where: str) -> None:
     ids = scene.ids
     seen: set[str] = set()
-    for obj in scene.objects:
+    for i, obj in enumerate(scene.objects):
+        here = f"{where}[{i}] ('{obj.id}')"
         if obj.id in seen:
-            raise SceneError(f"{where}: duplicate object id '{obj.id}'")
+            raise SceneError(f"{here}: duplicate object id '{obj.id}'")
         seen.add(obj.id)
-    for obj in scene.objects:
         for rel in obj.object_relations:
             if rel.object_id not in ids:
-                raise SceneError(f"{where} ('{obj.id}'), field placement.objects_in_room: refers to unknown "
-                                 f"object '{rel.object_id}'")
+                raise SceneError(f"{here}, field placement.objects_in_room: refers to unknown object '{rel.object_id}'")
             if rel.object_id == obj.id:
-                raise SceneError(f"{where} ('{obj.id}'), field placement.objects_in_room: refers to itself")
+                raise SceneError(f"{here}, field placement.objects_in_room: refers to itself")
         if obj.facing not in LAYOUT_ELEMENTS and obj.facing not in ids:
-            raise SceneError(f"{where} ('{obj.id}'), field facing: {obj.facing!r} is neither a layout element "
+            raise SceneError(f"{here}, field facing: {obj.facing!r} is neither a layout element "
                              "nor an object id of this scene")

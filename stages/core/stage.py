@@ -193,6 +193,9 @@ def _process_in_chunks(stage: Stage, cfg: StageConfig, rows: Rows, schema: pa.Sc
     spans = [(i, min(i + cfg.chunk_size, len(rows))) for i in range(0, len(rows), cfg.chunk_size)]
     processor: Processor | None = None
     produced: Rows = []
+    done = sum(1 for n in range(len(spans)) if (chunk_dir / f"chunk-{n:06d}.{cfg.format}").exists())
+    if done:
+        console.print(f"{stage.name}: resuming {part}: {done} of {len(spans)} chunks already done")
     with _progress(stage, len(rows)) as (progress, task):
         for n, (lo, hi) in enumerate(spans):
             path = chunk_dir / f"chunk-{n:06d}.{cfg.format}"

@@ -1,0 +1,28 @@
+"""Test-wide settings: one torch thread (two threads ran 5-300x slower on the shared 2-core
+machines), no model hub, headless EGL rendering. Set before anything imports torch."""
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+for var in ("SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN"):
+    os.environ.pop(var, None)
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "upstream-oracle"
+if not FIXTURES.exists():  # CI clones the repo next to shared/; a developer checkout may differ
+    FIXTURES = Path("/work/shared/fixtures/upstream-oracle")
+
+
+@pytest.fixture(scope="session")
+def oracle_dir() -> Path:
+    """The upstream-oracle fixture folder (scenes, cases, probes) from the shared/ tree."""
+    if not FIXTURES.exists():
+        pytest.fail(f"fixture folder not found: {FIXTURES}")
+    return FIXTURES
