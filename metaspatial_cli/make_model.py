@@ -1,0 +1,40 @@
+"""`metaspatial make-model KIND DIR`: build a small model locally, so nothing needs a model hub.
+
+The quickstart and the tests use it to get a real, loadable vision-language model on any machine.
+"""
+
+from __future__ import annotations
+
+import time
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from .options import err_console
+
+
+class Kind(str, Enum):
+    tiny_qwen2_5_vl = "tiny-qwen2.5-vl"
+
+
+def make_model(
+    kind: Kind = typer.Argument(..., help="What to build. tiny-qwen2.5-vl: a random ~0.8 M-parameter "
+                                "Qwen2.5-VL with a locally trained byte-level BPE tokenizer and processor."),
+    out_dir: Path = typer.Argument(..., help="Directory to write the model to (created if missing)."),
+    seed: int = typer.Option(0, help="Random seed of the weights and tokenizer corpus; same seed, same files."),
+    overwrite: bool = typer.Option(False, help="Replace a model already in DIR."),
+) -> None:
+    """Build a tiny random VLM locally (no model hub needed); load it with --model DIR."""
+    if (out_dir / "config.json").exists() and not overwrite:
+        err_console.print(f"[bold red]error:[/] {out_dir} already holds a model; pass --overwrite to replace it")
+        raise typer.Exit(2)
+    from stages.core.tiny_vlm import build_tiny_vlm
+
+    start = time.time()
+    build_tiny_vlm(out_dir, seed=seed)
+    err_console.print(f"[green]make-model[/]: wrote {kind.value} to {out_dir} in {time.time() - start:.1f} s")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("make-model", rich_help_panel="Tools")(make_model)

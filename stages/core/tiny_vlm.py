@@ -1,0 +1,137 @@
+"""A tiny random Qwen2.5-VL, built offline in seconds, so tests and the quickstart need no model hub.
+
+The model is real (`Qwen2_5_VLForConditionalGeneration`, vision tower included) but small
+(~1.6 M parameters) and untrained. Its tokenizer is a byte-level BPE trained here on a
+deterministic synthetic corpus of room-layout text, wrapped in the real `Qwen2Tokenizer` with the
+Qwen special tokens, so chat templating, image-token expansion, xgrammar and vLLM treat it exactly
+like a full-size Qwen2.5-VL. The same seed gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+# Qwen2.5-VL's special tokens, in Qwen's order; they get ids 0.. in the tiny vocabulary.
+SPECIAL_TOKENS = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>",
+    "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
+]
+
+# ChatML with Qwen-VL's image and video markers (the structure of Qwen2.5-VL's own template).
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    "{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' or 'image' in part or 'image_url' in part %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif part['type'] == 'video' or 'video' in part %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in part %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "<|im_end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+_WORDS = (
+    "the a an of to in on at by for with and or is are be place put room wall floor ceiling north south east "
+    "west middle corner left right front behind under above near next object objects layout furniture sofa "
+    "chair table desk bed lamp shelf cabinet rug plant tv stand bench treadmill wardrobe dresser nightstand "
+    "bookshelf armchair mirror window door size length width height metres centre position rotation facing "
+    "style material wood metal glass fabric modern minimal classic think answer because so that it fits "
+    "overlap collide inside outside keep space walk path light reward feedback previous improve move"
+).split()
+_OBJECTS = ("sofa", "chair", "table", "desk", "bed", "lamp", "shelf", "cabinet", "rug", "plant", "tv_stand",
+            "bench", "wardrobe", "dresser", "nightstand", "bookshelf", "armchair", "mirror")
+
+
+def synthetic_corpus(seed: int, lines: int = 3000) -> list[str]:
+    """Deterministic text in the shape the model will see: prose, object ids, layout JSON, tags."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(lines):
+        kind = rng.random()
+        if kind < 0.45:
+            out.append(" ".join(rng.choice(_WORDS) for _ in range(rng.randint(6, 20))).capitalize() + ".")
+        elif kind < 0.85:
+            items = [{"new_object_id": f"{rng.choice(_OBJECTS)}_{rng.randint(1, 4)}",
+                      "x": round(rng.uniform(0, 9), rng.randint(1, 3)), "y": round(rng.uniform(0, 9), 2),
+                      "z": round(rng.uniform(0, 3), 2)} for _ in range(rng.randint(1, 4))]
+            out.append(f"<answer>{json.dumps(items)}</answer>")
+        else:
+            out.append(f"<think>{' '.join(rng.choice(_WORDS) for _ in range(rng.randint(4, 12)))}</think>")
+    return out
+
+
+def train_tokenizer(seed: int, vocab_size: int):
+    """A Qwen2-style byte-level BPE trained on the synthetic corpus, as a `Qwen2Tokenizer`."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import Qwen2Tokenizer
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    bpe = Tokenizer(models.BPE())
+    bpe.normalizer = normalizers.NFC()
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(synthetic_corpus(seed), trainer=trainer)
+    state = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in state["merges"]]
+    # The fixed Qwen roles: eos ends a chat turn, pad is <|endoftext|>, prompts are left-padded
+    # (batched Qwen2.5-VL rope indices are only right with left padding).
+    return Qwen2Tokenizer(vocab=state["vocab"], merges=merges, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                          extra_special_tokens=SPECIAL_TOKENS[3:], padding_side="left",
+                          chat_template=CHAT_TEMPLATE, model_max_length=8192)
+
+
+def tiny_config(tokenizer):
+    """A 2-layer text tower and 2-block vision tower wired to the tokenizer's special-token ids."""
+    from transformers import Qwen2_5_VLConfig
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    text = {"vocab_size": len(tokenizer), "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 8192,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [4, 6, 6]},
+            "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"], "tie_word_embeddings": False}
+    vision = {"depth": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 2, "patch_size": 14,
+              "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": 128, "window_size": 56,
+              "fullatt_block_indexes": [1]}
+    return Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
+                            video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
+                            vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False)
+
+
+def build_tiny_vlm(out_dir: Path, seed: int = 0, vocab_size: int = 2048, max_image_pixels: int = 28 * 28 * 64) -> Path:
+    """Write a loadable tiny Qwen2.5-VL (model, tokenizer, image processor) to `out_dir`.
+
+    `vocab_size` is an upper bound (BPE stops when the corpus has no more merges; ~850 tokens).
+    `max_image_pixels` caps image size (28*28*64 gives at most 64 image tokens) to keep tests fast.
+    """
+    import torch
+    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_tokenizer(seed, vocab_size)
+    config = tiny_config(tokenizer)
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig(
+        bos_token_id=config.text_config.bos_token_id, eos_token_id=[tokenizer.eos_token_id],
+        pad_token_id=tokenizer.pad_token_id, do_sample=True, temperature=1.0, top_p=1.0, top_k=0)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    image_processor = Qwen2VLImageProcessorPil(size={"shortest_edge": 28 * 28 * 4, "longest_edge": max_image_pixels})
+    image_processor.save_pretrained(out_dir)
+    return out_dir

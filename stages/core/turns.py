@@ -1,0 +1,76 @@
+"""The text of a follow-up turn: the original task, the previous answer, its reward and feedback.
+
+Multi-turn refinement (MetaSpatial's multi-turn rollouts): after turn k is rendered and scored,
+turn k+1 shows the model its own previous layout, the reward it earned and a short structured
+list of what went wrong, next to the render of that layout. `history` entries are dicts
+`{"turn", "response", "reward", "feedback", "image"}`, with `feedback` as the score stage writes it:
+`{"collisions": [[a, b], ...], "out_of_bounds": [ids], "violations": [{"object_id", "preposition",
+"target"}], "missing": [ids], "unknown": [ids], "parse_error": str | None}`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+MAX_ITEMS = 8
+"""At most this many entries per kind of problem; the rest are counted ("+3 more")."""
+MAX_ANSWER_CHARS = 4000
+"""A previous answer longer than this is cut (a runaway response must not swamp the prompt)."""
+
+_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+
+
+def previous_answer(response: str) -> str:
+    """The `<answer>…</answer>` part of a response (the reasoning is not repeated), else all of it."""
+    match = _ANSWER_RE.search(response or "")
+    text = f"<answer>{match.group(1).strip()}</answer>" if match else (response or "").strip()
+    return text if len(text) <= MAX_ANSWER_CHARS else text[:MAX_ANSWER_CHARS] + " …(cut)"
+
+
+def _listed(items: list[str]) -> str:
+    shown = ", ".join(items[:MAX_ITEMS])
+    return shown + (f" (+{len(items) - MAX_ITEMS} more)" if len(items) > MAX_ITEMS else "")
+
+
+def feedback_lines(feedback: Any) -> list[str]:
+    """One line per kind of problem, in a fixed order; no lines when nothing was wrong."""
+    if isinstance(feedback, str):
+        feedback = json.loads(feedback) if feedback.strip() else {}
+    feedback = feedback or {}
+    lines = []
+    if feedback.get("parse_error"):
+        lines.append(f"- The answer could not be read: {str(feedback['parse_error'])[:200]}")
+    if feedback.get("collisions"):
+        lines.append("- Overlapping objects: " + _listed([f"{a} & {b}" for a, b in feedback["collisions"]]))
+    if feedback.get("out_of_bounds"):
+        lines.append("- Outside the room: " + _listed(list(feedback["out_of_bounds"])))
+    if feedback.get("violations"):
+        lines.append("- Relations not met: " + _listed(
+            [f"{v['object_id']} should be {v['preposition']} {v['target']}" for v in feedback["violations"]]))
+    if feedback.get("missing"):
+        lines.append("- Objects missing from the answer: " + _listed(list(feedback["missing"])))
+    if feedback.get("unknown"):
+        lines.append("- Ids that are not in the room: " + _listed(list(feedback["unknown"])))
+    return lines
+
+
+def followup_text(prompt: str, last: dict[str, Any]) -> str:
+    """The prompt of turn k+1 from the task prompt and turn k's history entry."""
+    reward = last.get("reward")
+    reward_text = f"{reward:.3f}" if isinstance(reward, (int, float)) else "not scored"
+    problems = feedback_lines(last.get("feedback"))
+    parts = [
+        prompt.rstrip(),
+        "",
+        f"Your previous layout (turn {last.get('turn', '?')}) was:",
+        previous_answer(last.get("response", "")),
+        f"It earned a reward of {reward_text} (higher is better).",
+        "Problems found:" if problems else "No rule violations were found.",
+        *problems,
+        ("The image shows a render of that layout. " if last.get("image") else "")
+        + "Write an improved layout in the same format: think inside <think></think>, "
+        "then give the full layout inside <answer></answer>.",
+    ]
+    return "\n".join(parts)

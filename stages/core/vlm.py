@@ -1,0 +1,162 @@
+"""Vision-language model code shared by the stages that run a policy (rollout, update, judges).
+
+One place decides how a model and its processor are loaded and how a row becomes chat messages,
+so the tokens `update` trains on are exactly the tokens `rollout` sampled from:
+
+- `load_model(path)`: any Hugging Face image-text-to-text model with a chat template, from a local
+  directory or a hub name; a LoRA adapter directory (as `update` writes) loads onto its base.
+- `load_processor(path)`: tokenizer (left padding) + the PIL image processor + the model's processor
+  class. It never needs torchvision (whose CPU wheels are often missing or broken), and it gives
+  the same pixels on every machine.
+- `build_messages(prompt, image, history)`: the one chat a row stands for (turn 1: task + room image;
+  later turns: task + previous answer, reward, feedback + the previous render).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .turns import followup_text
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def model_source(path: str | Path) -> tuple[str, Path | None]:
+    """(base model, adapter directory or None). A hub name or a full model directory is its own base."""
+    local = Path(path)
+    if not (local / ADAPTER_CONFIG).is_file():
+        return str(path), None
+    try:
+        base = json.loads((local / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
+    except (json.JSONDecodeError, KeyError) as err:
+        raise UserError(f"{local / ADAPTER_CONFIG}: cannot read the base model name ({err})") from None
+    if not base:
+        raise UserError(f"{local / ADAPTER_CONFIG}: base_model_name_or_path is empty")
+    # A relative base path is taken relative to the adapter directory when it exists there.
+    if not Path(base).is_absolute() and (local / base).is_dir():
+        base = str((local / base).resolve())
+    return base, local
+
+
+def _processor_dir(path: str | Path) -> str:
+    base, adapter = model_source(path)
+    if adapter is not None and (adapter / "tokenizer_config.json").is_file():
+        return str(adapter)
+    return base
+
+
+def _without_video(processor_cls: type) -> type:
+    """The processor class with video support optional: its video processor needs torchvision, and
+    the layout task only ever sends images."""
+
+    def check(self: Any, argument_name: str, argument: Any) -> Any:
+        if argument is None and "video" in argument_name:
+            return None
+        return processor_cls.check_argument_for_proper_class(self, argument_name, argument)
+
+    return type(processor_cls.__name__, (processor_cls,), {"check_argument_for_proper_class": check})
+
+
+def load_processor(path: str | Path):
+    """The model's processor, built from its tokenizer and PIL image processor (left padding)."""
+    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
+
+    source = _processor_dir(path)
+    tokenizer = AutoTokenizer.from_pretrained(source, padding_side="left")
+    if tokenizer.chat_template is None:
+        raise UserError(f"--model: {path} has no chat template; rollout needs a chat (instruct) model")
+    image_processor = AutoImageProcessor.from_pretrained(source, backend="pil")
+    model_type = AutoConfig.from_pretrained(model_source(path)[0]).model_type
+    name = PROCESSOR_MAPPING_NAMES.get(model_type)
+    if not name:
+        raise UserError(f"--model: {path} is a '{model_type}' model, which has no image-text processor")
+    import transformers
+
+    cls = _without_video(getattr(transformers, name))
+    processor = cls(image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
+                    chat_template=tokenizer.chat_template)
+    return processor
+
+
+def load_model(path: str | Path, dtype: str = "auto", device: str | None = None, merge_adapter: bool = True):
+    """An image-text-to-text model in eval mode; a LoRA adapter is applied to its base (and merged
+    into it by default, which makes sampling as fast as with a full model)."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    base, adapter = model_source(path)
+    torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(base, dtype=torch_dtype)
+    except OSError as err:
+        raise UserError(f"--model: cannot load {base}: {err}") from None
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter))
+        if merge_adapter:
+            model = model.merge_and_unload()
+    if device:
+        model = model.to(device)
+    return model.eval()
+
+
+def open_image(dataset_dir: Path | None, ref: Any):
+    """A row's image as RGB PIL: `ref` is a path relative to the dataset, an absolute path or a PIL image."""
+    from PIL import Image
+
+    if ref is None or isinstance(ref, Image.Image):
+        return ref.convert("RGB") if ref is not None else None
+    path = Path(ref) if dataset_dir is None or Path(ref).is_absolute() else Path(dataset_dir) / ref
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: cannot read image ({err})") from None
+
+
+def parse_history(value: Any) -> list[dict[str, Any]]:
+    """The `history` column (a JSON list of earlier turns) as a list; empty for turn 1."""
+    if value is None or value == "":
+        return []
+    return json.loads(value) if isinstance(value, str) else list(value)
+
+
+def turn_image(image: Any, history: list[dict[str, Any]]) -> Any:
+    """The image a turn shows: the render of the previous layout, else the row's own image."""
+    if history and history[-1].get("image"):
+        return history[-1]["image"]
+    return image
+
+
+def build_messages(prompt: str, image: Any, history: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The chat for one row. `image` is whatever the caller uses for images (a relative path, a PIL
+    image, None for text only); later turns show the previous render in its place."""
+    history = history or []
+    text = followup_text(prompt, history[-1]) if history else prompt
+    shown = turn_image(image, history)
+    content: list[dict[str, Any]] = [{"type": "image", "image": shown}] if shown is not None else []
+    content.append({"type": "text", "text": text})
+    return [{"role": "user", "content": content}]
+
+
+def message_images(messages: list[dict[str, Any]]) -> list[Any]:
+    """The image payloads of a chat, in the order the template places their tokens."""
+    return [part["image"] for m in messages if isinstance(m["content"], list)
+            for part in m["content"] if part.get("type") == "image"]
+
+
+def chat_text(processor: Any, messages: list[dict[str, Any]]) -> str:
+    """The prompt string (chat template applied, assistant turn opened), before image-token expansion."""
+    return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def encode_chats(processor: Any, chats: list[list[dict[str, Any]]]):
+    """Batch-encode chats whose image payloads are PIL images: left-padded ids, pixels, grids."""
+    texts = [chat_text(processor, m) for m in chats]
+    images = [img for m in chats for img in message_images(m)]
+    return processor(text=texts, images=images or None, padding=True, return_tensors="pt")
