@@ -1,0 +1,129 @@
+"""Update the policy with GRPO (TRL) from a scored rollout dataset; writes a model directory.
+
+`update` reads the rows that `rollout` sampled and `score` rewarded, groups them by `group_id`, and
+runs TRL's `GRPOTrainer` on exactly those completion tokens and rewards (no new sampling). The
+output is a Hugging Face model directory that `rollout --model` loads: full weights, or a LoRA
+adapter that names its base model (`--merge-lora` writes merged weights instead), plus
+`metrics.jsonl` (one record per optimizer step) and `_manifest.json`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from stages.core.errors import UserError
+
+
+class Config(BaseModel):
+    """Options of `update`. Mirrors the stages' `StageConfig` (input, output, overwrite, max rows), but
+    has no sharding: a model update is one job (spread over GPUs and nodes by `accelerate launch`)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_default=True)
+
+    input: Path | None = None
+    """Scored rollout dataset: a directory of Parquet or JSONL parts with prompt, response, group_id and rewards."""
+    output: Path = Path("model")
+    """Output model directory (Hugging Face format, safetensors) with metrics.jsonl and _manifest.json."""
+    model: str = ""
+    """The policy the rollouts were sampled from: a model directory (or LoRA adapter directory) or hub name."""
+    overwrite: bool = False
+    """Start again even if --output holds a finished or interrupted update (default: resume or skip)."""
+    max_rows: int | None = Field(default=None, ge=1)
+    """Read only the first N input rows (for quick looks)."""
+    split: str = "train"
+    """Train only on rows whose `split` column has this value; '' trains on every row."""
+    turns: Literal["final", "every"] = "final"
+    """Multi-turn data: train on each trajectory's final turn (the paper), or on every turn with its own return."""
+    reward_column: str = "return"
+    """Column holding each completion's reward: `return` (trajectory return; equals `reward` for one turn) or `reward`."""
+    max_length: int | None = Field(default=None, ge=1)
+    """Longest prompt + completion in tokens (default: the model's context length)."""
+    skip_too_long: bool = False
+    """Drop groups whose prompt + completion exceeds --max-length instead of stopping with an error."""
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo"] = "dapo"
+    """TRL loss: grpo (per-sequence mean), dr_grpo, dapo (token mean over the batch), bnpo, cispo, sapo."""
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    """Divide advantages by the reward std of the group, of the batch, or not at all (Dr. GRPO)."""
+    beta: float = Field(default=0.0, ge=0.0)
+    """KL penalty weight towards the starting model (0 = no reference model is kept)."""
+    epsilon: float = Field(default=0.2, gt=0.0)
+    """Lower clip range of the probability ratio (and upper unless --epsilon-high)."""
+    epsilon_high: float | None = Field(default=None, gt=0.0)
+    """Upper clip range of the ratio (DAPO suggests 0.28)."""
+    delta: float | None = Field(default=None, gt=1.0)
+    """Two-sided clipping: cap the ratio at this value (INTELLECT-2); off by default."""
+    importance_sampling_level: Literal["token", "sequence"] = "token"
+    """Ratio per token (GRPO) or per sequence (GSPO)."""
+    num_iterations: int = Field(default=1, ge=1)
+    """Optimisation passes over each batch of stored completions (PPO epochs, mu)."""
+    learning_rate: float = Field(default=1e-6, gt=0.0)
+    """Peak learning rate of AdamW."""
+    lr_scheduler_type: Literal["constant", "linear", "cosine", "constant_with_warmup"] = "constant"
+    """Learning-rate schedule over the update."""
+    warmup_ratio: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """Share of the steps spent warming the learning rate up."""
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    """AdamW weight decay."""
+    max_grad_norm: float = Field(default=1.0, ge=0.0)
+    """Clip the gradient norm to this (0 = no clipping)."""
+    per_device_train_batch_size: int = Field(default=8, ge=1)
+    """Completions per forward/backward pass on each device."""
+    gradient_accumulation_steps: int = Field(default=1, ge=1)
+    """Forward/backward passes per optimizer step. Completions per step (batch x accumulation x devices) must
+    be a multiple of the group size."""
+    num_train_epochs: float = Field(default=1.0, gt=0.0)
+    """Passes over the stored groups."""
+    max_steps: int | None = Field(default=None, ge=1)
+    """Stop after this many optimizer steps (overrides --num-train-epochs)."""
+    seed: int = 0
+    """Seed of the batch order and of LoRA initialisation."""
+    lora_r: int = Field(default=0, ge=0)
+    """LoRA rank; 0 trains all weights."""
+    lora_alpha: int = Field(default=32, ge=1)
+    """LoRA scaling alpha."""
+    lora_dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    """LoRA dropout."""
+    lora_target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    """Module names LoRA adapts (comma-separated)."""
+    merge_lora: bool = False
+    """With LoRA: write merged full weights instead of the adapter."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass to save memory."""
+    bf16: bool = True
+    """Train in bfloat16 on GPUs (ignored on CPU, which trains in float32)."""
+    save_steps: int = Field(default=50, ge=1)
+    """Write a resumable checkpoint every N optimizer steps (kept under OUTPUT/_checkpoints until done)."""
+    keep_checkpoints: bool = False
+    """Keep OUTPUT/_checkpoints after a successful update (default: remove them)."""
+    report_to: list[Literal["none", "tensorboard", "wandb", "trackio"]] = Field(default_factory=lambda: ["none"])
+    """Experiment trackers to log to besides metrics.jsonl (comma-separated)."""
+
+    RUN_FIELDS: ClassVar[tuple[str, ...]] = ("input", "output", "overwrite", "keep_checkpoints", "report_to")
+    """Fields that do not change the trained model; an interrupted update may resume across them."""
+
+    @model_validator(mode="after")
+    def _checks(self) -> Config:
+        if not self.model:
+            raise ValueError("--model is required: the policy the rollouts were sampled from")
+        if self.merge_lora and self.lora_r == 0:
+            raise ValueError("--merge-lora needs --lora-r > 0")
+        return self
+
+    def result_fields(self) -> dict[str, Any]:
+        """The fields that determine the trained weights (compared when resuming)."""
+        return {k: v for k, v in self.manifest_dict().items() if k not in self.RUN_FIELDS}
+
+    def manifest_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def run(cfg: Config) -> Path:
+    """Run the update; returns the output model directory."""
+    if not isinstance(cfg, Config):
+        raise UserError("update: expected an update.Config")
+    from .train import run_update
+
+    return run_update(cfg)

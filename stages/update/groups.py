@@ -1,0 +1,159 @@
+"""From a scored rollout dataset to GRPO groups, with every input problem found before training.
+
+GRPO compares the samples that share a prompt: their advantages are their rewards relative to the
+group's. A group here is the rows with one `group_id` (the prompt, image and history they were all
+sampled from). Multi-turn datasets are trained on the final turn of each trajectory with its
+return by default (the paper), or on every turn with each row's own return.
+
+Everything here is plain Python over the rows, so a bad dataset fails in a fraction of a second
+with a message naming the rows and groups, before a model is loaded.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stages.core import dataset as ds
+from stages.core.errors import UserError, where
+
+REQUIRED = ["prompt", "response", "group_id"]
+# Columns that, when present, must agree among the samples of a group (they make up the prompt).
+PROMPT_COLUMNS = ("prompt", "image", "history")
+SHOWN = 5  # how many offending rows/groups an error message lists
+
+
+@dataclass
+class Sample:
+    """One stored completion: the exact tokens sampled (when known), its text and its reward."""
+
+    row: int
+    response: str
+    token_ids: list[int] | None
+    reward: float
+
+
+@dataclass
+class Group:
+    """The samples drawn from one prompt; advantages are computed among them."""
+
+    group_id: str
+    prompt: str
+    image: str | None
+    history: str | None
+    samples: list[Sample] = field(default_factory=list)
+
+    @property
+    def rewards(self) -> list[float]:
+        return [s.reward for s in self.samples]
+
+
+def _listing(items: list[Any]) -> str:
+    shown = ", ".join(str(i) for i in items[:SHOWN])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > SHOWN else "")
+
+
+def _final_turn_rows(rows: list[dict[str, Any]], keep: list[int], directory: Path) -> list[int]:
+    """Of the rows `keep`, the indices of those holding the last turn of their trajectory."""
+    last: dict[Any, int] = {}
+    for i in keep:
+        traj = rows[i].get("trajectory_id")
+        if traj is None:
+            raise UserError(f"{where(directory, i, 'trajectory_id')}: is empty; --turns final needs each "
+                            "row's trajectory (or pass --turns every)")
+        if traj not in last or (rows[i].get("turn") or 0) > (rows[last[traj]].get("turn") or 0):
+            last[traj] = i
+    return sorted(last.values())
+
+
+def select_rows(rows: list[dict[str, Any]], turns: str, split: str | None, directory: Path) -> list[int]:
+    """The indices of the rows to train on: this split, and the final turns unless `turns == 'every'`."""
+    if split and rows and "split" in rows[0]:
+        keep = [i for i, r in enumerate(rows) if r.get("split") == split]
+        if not keep:
+            found = sorted({str(r.get("split")) for r in rows})
+            raise UserError(f"{directory}: no rows of split '{split}' (found: {', '.join(found)}); "
+                            "pass --split with one of those, or --split '' for all rows")
+    else:
+        keep = list(range(len(rows)))
+    if turns == "every" or not rows or "turn" not in rows[0]:
+        return keep
+    if "trajectory_id" not in rows[0]:
+        raise UserError(f"{directory}: has a `turn` column but no `trajectory_id`; --turns final needs both "
+                        "(or pass --turns every)")
+    return _final_turn_rows(rows, keep, directory)
+
+
+def _token_ids(row: dict[str, Any]) -> list[int] | None:
+    ids = row.get("response_token_ids")
+    return None if ids is None else [int(t) for t in ids]
+
+
+def build_groups(rows: list[dict[str, Any]], indices: list[int], reward_column: str,
+                 directory: Path) -> list[Group]:
+    """Group the selected rows by `group_id`, checking rewards, prompts and group sizes."""
+    bad_reward = [i for i in indices if not _is_finite(rows[i].get(reward_column))]
+    if bad_reward:
+        raise UserError(f"{directory}: column {reward_column} is missing or not a finite number in row(s) "
+                        f"{_listing(bad_reward)}; score these rows again or drop them")
+    empty = [i for i in indices if _token_ids(rows[i]) == [] or (_token_ids(rows[i]) is None
+                                                                  and not rows[i].get("response"))]
+    if empty:
+        raise UserError(f"{directory}: empty response in row(s) {_listing(empty)}; a completion needs at least "
+                        "one token (drop these rows)")
+    groups: dict[str, Group] = {}
+    mixed: list[str] = []
+    for i in indices:
+        row = rows[i]
+        gid = str(row["group_id"])
+        group = groups.get(gid)
+        if group is None:
+            group = groups[gid] = Group(gid, row["prompt"], row.get("image"), row.get("history"))
+        elif any(row.get(c) != getattr(group, c) for c in PROMPT_COLUMNS) and gid not in mixed:
+            mixed.append(gid)
+        group.samples.append(Sample(i, row.get("response") or "", _token_ids(row), float(row[reward_column])))
+    if mixed:
+        raise UserError(f"{directory}: group(s) {_listing(mixed)} hold rows with different prompt, image or "
+                        "history; a group's samples must share their prompt (check `group_id`)")
+    _check_sizes(list(groups.values()), directory)
+    return list(groups.values())
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_sizes(groups: list[Group], directory: Path) -> None:
+    singles = [g.group_id for g in groups if len(g.samples) == 1]
+    if singles:
+        raise UserError(f"{directory}: group(s) {_listing(singles)} have a single sample; GRPO needs at least "
+                        "two samples per group to compare (sample more per prompt, or drop these groups)")
+    by_size: dict[int, list[str]] = defaultdict(list)
+    for g in groups:
+        by_size[len(g.samples)].append(g.group_id)
+    if len(by_size) > 1:
+        sizes = ", ".join(f"{n} samples: {len(ids)} group(s), e.g. {ids[0]}" for n, ids in sorted(by_size.items()))
+        raise UserError(f"{directory}: groups differ in size ({sizes}); TRL's GRPO needs the same number of "
+                        "samples in every group (drop or complete the short groups)")
+
+
+def zero_variance(groups: list[Group]) -> list[str]:
+    """Groups whose samples all got the same reward: their advantages are zero, they teach nothing."""
+    return [g.group_id for g in groups if max(g.rewards) - min(g.rewards) == 0.0]
+
+
+def load_groups(directory: Path, turns: str, reward_column: str, split: str | None,
+                max_rows: int | None = None) -> list[Group]:
+    """Read a scored dataset and return its GRPO groups (raises UserError on any bad input)."""
+    table = ds.read_table(directory)
+    ds.require_columns(table, REQUIRED + [reward_column], directory)
+    if max_rows:
+        table = table.slice(0, max_rows)
+    rows = table.to_pylist()
+    if not rows:
+        raise UserError(f"{directory}: has no rows")
+    indices = select_rows(rows, turns, split, directory)
+    return build_groups(rows, indices, reward_column, directory)

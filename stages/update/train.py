@@ -1,0 +1,141 @@
+"""The update itself: check everything, load the policy, run TRL's GRPO, save the model.
+
+Order matters for users: the dataset is checked (columns, rewards, groups) before a model is
+loaded, and prompt lengths right after the processor is, so every input error exits with code 2
+before any training starts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from stages.core import dataset as ds
+from stages.core import vlm
+from stages.core.errors import UserError
+from stages.core.stage import code_version
+
+from . import Config, outputs, prepare, trl_bridge
+from .groups import load_groups, zero_variance
+
+console = Console(stderr=True)
+
+
+def _num_processes() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _check_batch(cfg: Config, group_size: int) -> None:
+    """TRL needs whole groups in every optimizer step; say so in terms of our flags."""
+    per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * _num_processes()
+    if per_step % group_size:
+        raise UserError(f"--per-device-train-batch-size ({cfg.per_device_train_batch_size}) x "
+                        f"--gradient-accumulation-steps ({cfg.gradient_accumulation_steps}) x processes "
+                        f"({_num_processes()}) = {per_step} completions per step, which is not a multiple of the "
+                        f"group size {group_size}; change the batch size or accumulation steps")
+
+
+def _context_length(model_dir: str) -> int:
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(vlm.model_source(model_dir)[0])
+    text = getattr(config, "text_config", None) or config
+    return int(getattr(text, "max_position_embeddings", 0) or 1 << 30)
+
+
+def _load_policy(cfg: Config) -> tuple[Any, Any]:
+    """The model to train and the LoRA config for TRL (None when training all weights, or when an
+    existing adapter is trained further)."""
+    base, adapter = vlm.model_source(cfg.model)
+    if cfg.lora_r and adapter is not None:
+        from peft import PeftModel
+
+        console.print(f"update: training the existing LoRA adapter {adapter} further (its rank and targets win)")
+        model = PeftModel.from_pretrained(vlm.load_model(base, dtype="float32"), str(adapter), is_trainable=True)
+        return model, None
+    model = vlm.load_model(cfg.model, dtype="float32")
+    if not cfg.lora_r:
+        return model, None
+    from peft import LoraConfig
+
+    return model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                             target_modules=list(cfg.lora_target_modules), task_type="CAUSAL_LM")
+
+
+def _grpo_options(cfg: Config, group_size: int, longest_completion: int) -> dict[str, Any]:
+    options = {
+        "num_generations": group_size, "max_completion_length": longest_completion,
+        "per_device_train_batch_size": cfg.per_device_train_batch_size,
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+        "loss_type": cfg.loss_type, "scale_rewards": cfg.scale_rewards, "beta": cfg.beta,
+        "epsilon": cfg.epsilon, "epsilon_high": cfg.epsilon_high, "delta": cfg.delta,
+        "importance_sampling_level": cfg.importance_sampling_level, "num_iterations": cfg.num_iterations,
+        "learning_rate": cfg.learning_rate, "lr_scheduler_type": cfg.lr_scheduler_type,
+        "warmup_steps": cfg.warmup_ratio, "weight_decay": cfg.weight_decay, "max_grad_norm": cfg.max_grad_norm,
+        "num_train_epochs": cfg.num_train_epochs, "max_steps": cfg.max_steps or -1, "seed": cfg.seed,
+        "bf16": cfg.bf16, "save_steps": cfg.save_steps,
+        "report_to": [r for r in cfg.report_to if r != "none"] or "none",
+    }
+    if cfg.gradient_checkpointing:  # passed only when on: the flag's name is deprecated in transformers 5
+        options["gradient_checkpointing"] = True
+    return options
+
+
+def run_update(cfg: Config) -> Path:
+    if cfg.input is None:
+        raise UserError("update: --input is required (a scored rollout dataset)")
+    out = cfg.output
+    state = outputs.prepare_output(out, cfg.result_fields(), cfg.overwrite)
+    if state == "done":
+        console.print(f"update: {out} already holds this update; skipping (pass --overwrite to redo)")
+        return out
+    groups = load_groups(cfg.input, cfg.turns, cfg.reward_column, cfg.split or None, cfg.max_rows)
+    group_size = len(groups[0].samples)
+    _check_batch(cfg, group_size)
+    flat = zero_variance(groups)
+    if flat:
+        console.print(f"update: {len(flat)} of {len(groups)} group(s) have zero reward variance (no learning "
+                      f"signal), e.g. {', '.join(flat[:3])}")
+    processor = vlm.load_processor(cfg.model)
+    max_length = cfg.max_length or _context_length(cfg.model)
+    prepared = prepare.encode_groups(groups, processor, cfg.input, max_length, cfg.skip_too_long)
+    if prepared.too_long:
+        console.print(f"update: skipped {len(prepared.too_long)} group(s) longer than {max_length} tokens")
+    dataset = prepare.train_dataset(prepared.groups, cfg.input)
+    checkpoint = outputs.last_checkpoint(out) if state == "resume" else None
+    header = {"stage": outputs.STAGE, "config": cfg.manifest_dict(), "result_config": cfg.result_fields(),
+              "inputs": [{"path": str(cfg.input), "stage": (ds.read_manifest(cfg.input) or {}).get("stage")}],
+              "code_version": code_version(), "groups": len(prepared.groups), "group_size": group_size,
+              "completions": len(prepared.groups) * group_size, "zero_variance_groups": len(flat),
+              "skipped_too_long": len(prepared.too_long), "complete": False}
+    outputs.write_manifest(out, header)
+    model, peft_config = _load_policy(cfg)
+    longest_completion = max(len(c) for g in prepared.stored.values() for c in g.completion_ids)
+    args = trl_bridge.grpo_config(out / outputs.CHECKPOINTS,
+                                  _grpo_options(cfg, group_size, longest_completion))
+    metrics = outputs.MetricsLog(out, resume=checkpoint is not None)
+    holder: dict[str, Any] = {}
+    callback = trl_bridge.metrics_callback(metrics.write, lambda: holder["trainer"])
+    rollouts = trl_bridge.StoredRollouts(prepared.stored, group_size)
+    trainer = trl_bridge.build_trainer(model, processor, dataset, rollouts, args, peft_config, [callback])
+    holder["trainer"] = trainer
+    start = time.time()
+    if checkpoint:
+        console.print(f"update: resuming from {checkpoint}")
+    trainer.train(resume_from_checkpoint=checkpoint)
+    kind = outputs.save_model(trainer, cfg.model, out, cfg.merge_lora)
+    seconds = round(time.time() - start, 3)
+    if outputs.is_main_process():
+        if not cfg.keep_checkpoints:
+            shutil.rmtree(out / outputs.CHECKPOINTS, ignore_errors=True)
+        outputs.write_manifest(out, header, complete=True, weights=kind, steps=trainer.state.global_step,
+                               seconds=seconds, resumed_from=checkpoint,
+                               finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        console.print(f"update: wrote {kind} weights to {out} after {trainer.state.global_step} step(s) "
+                      f"in {seconds:.1f} s")
+    return out

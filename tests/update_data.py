@@ -1,0 +1,58 @@
+"""Scored rollout datasets for the update tests, written directly as Parquet (no rollout/score run).
+
+Completions are real token sequences of the tiny model's tokenizer, ending in its EOS, with
+rewards chosen by the test, so a test knows exactly which completions should gain probability.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+RESPONSES = [
+    '<think>sofa by the wall</think><answer>[{"new_object_id": "sofa_1", "x": 1.0, "y": 0.5, "z": 0.4}]</answer>',
+    '<think>bed in the middle</think><answer>[{"new_object_id": "bed_1", "x": 2.0, "y": 2.0, "z": 0.3}]</answer>',
+    "no layout here",
+    '<answer>[{"new_object_id": "desk_1", "x": 0.5}]</answer>',
+    "<think>table</think>",
+    '<answer>[{"new_object_id": "lamp_1", "x": 3.1, "y": 1.2, "z": 1.5}]</answer>',
+]
+
+
+def write_image(directory: Path, name: str, shade: int) -> str:
+    rel = f"_images/rooms/{name}.png"
+    path = directory / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (56, 56), (shade, 255 - shade, 128)).save(path)
+    return rel
+
+
+def scored_rows(tokenizer: Any, directory: Path, groups: int = 2, group_size: int = 4,
+                rewards: list[list[float]] | None = None, with_images: bool = True) -> list[dict[str, Any]]:
+    """Rows of a single-turn scored dataset: `groups` prompts x `group_size` completions."""
+    rows = []
+    for g in range(groups):
+        image = write_image(directory, f"{g:04x}", 40 * g) if with_images else None
+        for s in range(group_size):
+            text = RESPONSES[(g + s) % len(RESPONSES)]
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            reward = rewards[g][s] if rewards else float(s % 2)
+            rows.append({
+                "prompt": f"Room {g}: place a sofa, a bed and a lamp in a {3 + g} x 4 m bedroom.",
+                "image": image, "history": None, "response": text, "response_token_ids": ids,
+                "group_id": f"g{g}", "sample_index": s, "turn": 0, "trajectory_id": f"g{g}-s{s}",
+                "reward": reward, "return": reward, "split": "train",
+            })
+    return rows
+
+
+def write_dataset(directory: Path, rows: list[dict[str, Any]]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), directory / "train-00000-of-00001.parquet")
+    (directory / "_manifest.json").write_text(json.dumps({"stage": "score", "rows": len(rows)}))
+    return directory
