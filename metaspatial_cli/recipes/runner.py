@@ -62,8 +62,8 @@ def metaspatial_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "metaspatial_cli"]
 
 
-def _log(workdir: Path, text: str) -> None:
-    with open(workdir / LOG, "a", encoding="utf-8") as fh:
+def _log(log_file: Path, text: str) -> None:
+    with open(log_file, "a", encoding="utf-8") as fh:
         fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {text}\n")
 
 
@@ -75,28 +75,33 @@ def write_config_files(recipe: Recipe) -> None:
 
 
 def run_recipe(recipe: Recipe) -> None:
-    """Run every incomplete step in order; raise StepFailed at the first failure."""
+    """Run every incomplete step of a recipe in order; raise StepFailed at the first failure."""
     recipe.workdir.mkdir(parents=True, exist_ok=True)
     write_config_files(recipe)
     steps = build_steps(recipe)
-    _log(recipe.workdir, f"recipe {recipe.path}: {len(steps)} steps")
+    _log(recipe.workdir / LOG, f"recipe {recipe.path}: {len(steps)} steps")
+    execute_steps(steps, recipe.workdir / LOG)
+
+
+def execute_steps(steps: list[Step], log_file: Path) -> None:
+    """Run each incomplete step as a `metaspatial` subprocess, logging its command line and outcome."""
     base = metaspatial_command()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for i, step in enumerate(steps, start=1):
         head = f"[{i}/{len(steps)}] {step.name}"
         if is_complete(step):
             console.print(f"[dim]{head}: complete, skipped[/]")
-            _log(recipe.workdir, f"skip (complete): {step.command_line()}")
+            _log(log_file, f"skip (complete): {step.command_line()}")
             continue
         console.print(f"[bold cyan]{head}[/]: {step.command_line()}", highlight=False, soft_wrap=True)
-        _log(recipe.workdir, f"run: {step.command_line()}")
+        _log(log_file, f"run: {step.command_line()}")
         start = time.time()
         code = subprocess.call([*base, *step.args], env=env)
         seconds = time.time() - start
         if code != 0 or not is_complete(step):
-            _log(recipe.workdir, f"failed (exit {code}) after {seconds:.1f} s: {step.command_line()}")
+            _log(log_file, f"failed (exit {code}) after {seconds:.1f} s: {step.command_line()}")
             raise StepFailed(step, code or 1)
-        _log(recipe.workdir, f"done in {seconds:.1f} s: {step.command_line()}")
+        _log(log_file, f"done in {seconds:.1f} s: {step.command_line()}")
 
 
 def check_runnable(recipe: Recipe) -> None:

@@ -1,0 +1,104 @@
+"""The evaluation table: per model, the metrics layout papers report, from a scored dataset.
+
+Format validity and object-set match are read from each answer with the same parser the score
+stage uses (so they do not depend on the reward preset's format weights); the physics, judge and
+reward columns are the score stage's own columns, averaged over rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from stages.core import dataset as ds
+from stages.core.answer import VALID, parse_answer
+from stages.core.scene import Scene
+
+# (column in the table, heading, score column averaged or None for answer-derived metrics)
+METRICS = [
+    ("format_valid", "format valid", None),
+    ("object_set_match", "object-set match", None),
+    ("collision_ratio", "collision ratio ↓", "collision_ratio"),
+    ("out_of_bounds_ratio", "out-of-bounds ratio ↓", "out_of_bounds_ratio"),
+    ("constraint_ratio", "constraint violation ratio ↓", "constraint_ratio"),
+    ("judge_score", "judge score", "judge_score"),
+    ("format_reward", "format reward", "format_reward"),
+    ("reward", "reward", "reward"),
+]
+
+
+def _scene_ids(row: dict[str, Any]) -> list[str]:
+    size = {"x": row["room_x"], "y": row["room_y"], "z": row["room_z"]}
+    return Scene.from_idesign(json.loads(row["scene"]), size).ids
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else float("nan")
+
+
+def _sem(values: list[float]) -> float:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if len(finite) < 2:
+        return float("nan")
+    mean = sum(finite) / len(finite)
+    return math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1) / len(finite))
+
+
+def model_metrics(label: str, model: str, score_dir: Path) -> dict[str, Any]:
+    """One table row: the model, its sample count and each metric's mean (reward also its std. error)."""
+    rows = ds.read_rows(score_dir)
+    valid, matched = [], []
+    for row in rows:
+        parsed = parse_answer(row.get("response") or "", _scene_ids(row))
+        valid.append(float(parsed.format_level == VALID))
+        matched.append(float(not (parsed.missing or parsed.unknown or parsed.duplicates)))
+    out: dict[str, Any] = {"model": label, "path": model, "rooms": len({r["room_id"] for r in rows}),
+                           "samples": len(rows), "format_valid": _mean(valid), "object_set_match": _mean(matched)}
+    for key, _, column in METRICS:
+        if column is not None:
+            out[key] = _mean([r.get(column) for r in rows])
+    out["reward_sem"] = _sem([r.get("reward") for r in rows])
+    return out
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "–" if math.isnan(value) else f"{value:.3f}"
+    return str(value)
+
+
+def write_tables(table: list[dict[str, Any]], out: Path) -> None:
+    """eval.csv (every column, full precision) and eval.md (the printed table)."""
+    fields = list(table[0])
+    tmp = out / ".eval.csv.tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(table)
+    heads = ["model", "rooms", "samples", *[h for _, h, _ in METRICS]]
+    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    for row in table:
+        cells = [row["model"], row["rooms"], row["samples"], *[row[k] for k, _, _ in METRICS]]
+        cells[-1] = f"{_cell(row['reward'])} ± {_cell(row['reward_sem'])}"
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    (out / "eval.md").write_text("\n".join(lines) + "\n")
+    tmp.replace(out / "eval.csv")  # last: eval.csv marks a complete evaluation
+
+
+def print_table(table: list[dict[str, Any]], cfg: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    view = Table(title=f"held-out rooms: {cfg.rooms} (split {cfg.split or 'all'}), n={cfg.n}")
+    for heading in ["model", "rooms", "samples", *[h for _, h, _ in METRICS]]:
+        view.add_column(heading, justify="left" if heading == "model" else "right")
+    for row in table:
+        cells = [row["model"], row["rooms"], row["samples"], *[row[k] for k, _, _ in METRICS]]
+        cells[-1] = f"{_cell(row['reward'])} ± {_cell(row['reward_sem'])}"
+        view.add_row(*[_cell(c) for c in cells])
+    Console().print(view)
+    Console(stderr=True).print(f"wrote {cfg.output / 'eval.csv'} and {cfg.output / 'eval.md'}", highlight=False)

@@ -1,0 +1,144 @@
+"""What a report shows, gathered from a run directory laid out by `recipe run`.
+
+Everything is read from the datasets themselves (score datasets keep the render columns), so a
+report can be made of a run that is still going or was assembled by hand with the same layout.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stages.core import dataset as ds
+
+TURN_DIR = re.compile(r"^iter-(\d+)/turn-(\d+)$")
+CURVE_COLUMNS = ("reward", "format_reward", "collision_ratio", "out_of_bounds_ratio", "constraint_ratio",
+                 "judge_score")
+IMAGE_COLUMNS = ("render_perspective", "render_topdown")
+
+
+@dataclass
+class TurnStats:
+    iteration: int
+    turn: int
+    directory: Path
+    rows: int
+    means: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Picture:
+    caption: str
+    path: Path | None
+    reward: float | None
+
+
+def _mean(values: list[Any]) -> float:
+    finite = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else float("nan")
+
+
+def _dataset_dirs(run_dir: Path, stage: str) -> list[tuple[int, int, Path]]:
+    found = []
+    for path in sorted(run_dir.glob(f"iter-*/turn-*/{stage}")):
+        match = TURN_DIR.match(path.parent.relative_to(run_dir).as_posix())
+        if match and ds.read_manifest(path) is not None:
+            found.append((int(match.group(1)), int(match.group(2)), path))
+    return found
+
+
+def _readable_rows(directory: Path) -> list[dict[str, Any]]:
+    try:
+        return ds.read_rows(directory)
+    except Exception:  # a dataset still being written has no parts yet: show the rest of the run
+        return []
+
+
+def turn_stats(run_dir: Path) -> list[TurnStats]:
+    """Mean reward and components of every scored (iteration, turn) of the run."""
+    stats = []
+    for iteration, turn, path in _dataset_dirs(run_dir, "score"):
+        rows = _readable_rows(path)
+        if rows:
+            means = {c: _mean([r.get(c) for r in rows]) for c in CURVE_COLUMNS}
+            stats.append(TurnStats(iteration, turn, path, len(rows), means))
+    return stats
+
+
+def update_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """Every update step's logged metrics, with its iteration, in training order."""
+    records = []
+    for path in sorted(run_dir.glob("iter-*/update/metrics.jsonl")):
+        iteration = int(path.parent.parent.name.split("-")[1])
+        for line in path.read_text().splitlines():
+            if line.strip():
+                try:
+                    records.append({"iteration": iteration, **json.loads(line)})
+                except json.JSONDecodeError:
+                    continue  # a line cut short by a crash
+    return records
+
+
+def eval_table(run_dir: Path) -> list[dict[str, str]]:
+    path = run_dir / "eval" / "eval.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _picture(directory: Path, row: dict[str, Any], caption: str) -> Picture:
+    for column in IMAGE_COLUMNS:
+        if ds.is_image_ref(row.get(column)) and (directory / row[column]).is_file():
+            return Picture(caption, directory / row[column], row.get("reward"))
+    return Picture(caption, None, row.get("reward"))
+
+
+def _first_sample(rows: list[dict[str, Any]], room_id: str) -> dict[str, Any] | None:
+    mine = [r for r in rows if r.get("room_id") == room_id]
+    return min(mine, key=lambda r: (r.get("sample_index") or 0, str(r.get("sample_id")))) if mine else None
+
+
+def training_gallery(run_dir: Path, rooms: int) -> list[tuple[str, list[Picture]]]:
+    """For the first `rooms` rooms: the first sample's render at every iteration and turn."""
+    dirs = _dataset_dirs(run_dir, "score") or _dataset_dirs(run_dir, "render")
+    tables = [(it, turn, path, _readable_rows(path)) for it, turn, path in dirs]
+    tables = [t for t in tables if t[3]]
+    if not tables:
+        return []
+    room_ids = list(dict.fromkeys(r["room_id"] for r in tables[0][3]))[:rooms]
+    gallery = []
+    for room_id in room_ids:
+        pictures = []
+        for iteration, turn, path, rows in tables:
+            row = _first_sample(rows, room_id)
+            if row is not None:
+                pictures.append(_picture(path, row, f"iteration {iteration}, turn {turn}"))
+        gallery.append((room_id, pictures))
+    return gallery
+
+
+def eval_gallery(run_dir: Path, rooms: int) -> list[tuple[str, list[Picture]]]:
+    """For the first `rooms` held-out rooms: each evaluated model's render side by side."""
+    table = eval_table(run_dir)
+    dirs = sorted((run_dir / "eval").glob("model-*/score"), key=lambda p: int(p.parent.name.split("-")[1]))
+    tables = [(path, _readable_rows(path)) for path in dirs]
+    tables = [t for t in tables if t[1]]
+    if not tables:
+        return []
+    labels = [row["model"] for row in table] or [p.parent.name for p, _ in tables]
+    room_ids = list(dict.fromkeys(r["room_id"] for r in tables[0][1]))[:rooms]
+    gallery = []
+    for room_id in room_ids:
+        pictures = []
+        for label, (path, rows) in zip(labels, tables):
+            row = _first_sample(rows, room_id)
+            if row is not None:
+                pictures.append(_picture(path, row, label))
+        gallery.append((room_id, pictures))
+    return gallery
