@@ -1,48 +1,228 @@
-"""A top-down floor plan of an empty room, drawn with Pillow: the grid in metres and the walls named.
+"""The top-down plan: the room from above, drawn with Pillow, exact and cheap (a few ms).
 
-Cheap (a few ms) and exact; `gen-prompts` uses it as the room image the model is shown.
+North is up. The floor carries a 1 m grid numbered along two sides, the walls are named, and each
+placed object is its rotated footprint in its kind's colour, with an arrow on the side it faces and
+a number that the legend on the right resolves to the object's id. Objects the answer left out or
+placed unusably are listed in the legend as such; an answer with nothing drawable gets a red
+"no valid layout" mark over the empty room. Shapes are drawn at twice the size and scaled down, so
+edges are smooth. Without objects (gen-prompts' room image) the plan fills the whole picture.
 """
 
 from __future__ import annotations
 
+import math
+import textwrap
+from functools import lru_cache
+
 from PIL import Image, ImageDraw, ImageFont
 
-from .scene import RoomSize
+from .layout import FAR, STATUS_TEXT, Arrangement, Item
+from .palette import KIND_COLOURS, shade
+from ..scene import RoomSize
 
-BACKGROUND = (245, 244, 240)
-FLOOR = (222, 206, 178)
-GRID = (196, 178, 150)
+BACKGROUND = (246, 246, 244)
+FLOOR = (226, 210, 184)
+GRID = (200, 180, 150)
 WALL = (70, 70, 78)
-TEXT = (40, 40, 48)
+TEXT = (36, 36, 44)
+MUTED = (120, 120, 126)
+ALERT = (200, 40, 40)
+SUPERSAMPLE = 2
+CEILING_HEIGHT = 1.9  # objects whose bottom is above this (lights, hanging things) are drawn as outlines
+
+
+@lru_cache(maxsize=32)
+def font(size: int) -> ImageFont.FreeTypeFont:
+    """Pillow's bundled font at `size` px (loaded once per size and process)."""
+    return ImageFont.load_default(size=size)  # type: ignore[return-value]
 
 
 def room_plan(size: RoomSize, pixels: int = 512) -> Image.Image:
-    """The room seen from above, north up, with a 1 m grid and labelled walls."""
-    img = Image.new("RGB", (pixels, pixels), BACKGROUND)
-    draw = ImageDraw.Draw(img)
-    font = ImageFont.load_default(size=max(10, pixels // 36))
-    margin = pixels * 0.12
-    scale = (pixels - 2 * margin) / max(size.x, size.y)
-    x0 = (pixels - size.x * scale) / 2
-    y0 = (pixels - size.y * scale) / 2
+    """The empty room seen from above, with the grid and labelled walls (gen-prompts' room image)."""
+    return draw_plan(Arrangement.empty_room(size), pixels)
 
-    def to_px(x: float, y: float) -> tuple[float, float]:
-        return x0 + x * scale, y0 + (size.y - y) * scale  # y grows north, pixels grow down
 
-    draw.rectangle([to_px(0, size.y), to_px(size.x, 0)], fill=FLOOR)
-    for m in range(1, int(size.x) + 1):
-        if m < size.x:
-            draw.line([to_px(m, 0), to_px(m, size.y)], fill=GRID, width=1)
-        draw.text(to_px(m, 0), f"{m}", fill=TEXT, font=font, anchor="mt")
-    for m in range(1, int(size.y) + 1):
-        if m < size.y:
-            draw.line([to_px(0, m), to_px(size.x, m)], fill=GRID, width=1)
-        draw.text(to_px(0, m), f"{m} ", fill=TEXT, font=font, anchor="rm")
-    draw.rectangle([to_px(0, size.y), to_px(size.x, 0)], outline=WALL, width=max(2, pixels // 128))
-    draw.text(to_px(size.x / 2, size.y), "north_wall", fill=TEXT, font=font, anchor="md")
-    draw.text((to_px(size.x / 2, 0)[0], to_px(0, 0)[1] + margin * 0.45), "south_wall", fill=TEXT, font=font, anchor="mt")
-    draw.text((to_px(0, size.y / 2)[0] - margin * 0.35, to_px(0, size.y / 2)[1]), "west", fill=TEXT, font=font, anchor="rm")
-    draw.text(to_px(size.x, size.y / 2), " east", fill=TEXT, font=font, anchor="lm")
-    draw.text((pixels / 2, pixels - 4), f"{size.x:g} m × {size.y:g} m × {size.z:g} m (x × y × height)",
-              fill=TEXT, font=font, anchor="md")
+def draw_plan(arr: Arrangement, pixels: int = 512) -> Image.Image:
+    """Shapes are drawn at SUPERSAMPLE times the size and reduced (smooth edges); text is drawn
+    afterwards at the final size, where Pillow anti-aliases it anyway."""
+    big = Image.new("RGB", (pixels * SUPERSAMPLE, pixels * SUPERSAMPLE), BACKGROUND)
+    base_font = font(max(9, pixels // 38))
+    legend_width = int(pixels * 0.3) if arr.items else 0
+    plan = _PlanFrame(arr, (0, 0, pixels - legend_width, pixels), base_font)
+    pen = ImageDraw.Draw(big)
+    plan.room_shapes(pen)
+    for item in sorted(arr.drawn, key=lambda i: (i.position[2] + i.height / 2) if i.position else 0):
+        plan.item_shapes(pen, item)
+    for item in arr.drawn:
+        plan.badge_shape(pen, item)
+    if arr.no_layout:
+        plan.cross(pen)
+    img = big.reduce(SUPERSAMPLE)
+    pen = ImageDraw.Draw(img)
+    plan.room_text(pen)
+    for item in arr.drawn:
+        plan.badge_text(pen, item)
+    if arr.no_layout:
+        plan.no_layout_text(pen, arr.error)
+    if legend_width:
+        _draw_legend(pen, arr, (pixels - legend_width, 0, pixels, pixels), pixels)
     return img
+
+
+class _PlanFrame:
+    """Metres -> pixels for the plan area, fitted to the room and every drawn footprint.
+    `px` gives final-image pixels; `big` the same point on the supersampled canvas."""
+
+    def __init__(self, arr: Arrangement, box: tuple[int, int, int, int], font: ImageFont.FreeTypeFont) -> None:
+        self.arr, self.font = arr, font
+        room = arr.room
+        xs, ys = [0.0, room.x], [0.0, room.y]
+        for item in arr.drawn:
+            for x, y in item.footprint():
+                xs.append(x)
+                ys.append(y)
+        self.lo = (min(xs), min(ys))
+        span_x, span_y = max(xs) - self.lo[0], max(ys) - self.lo[1]
+        left, top, right, bottom = box
+        margin = (bottom - top) * 0.1
+        self.scale = min((right - left - 2 * margin) / span_x, (bottom - top - 2 * margin) / span_y)
+        self.x0 = left + (right - left - span_x * self.scale) / 2
+        self.y0 = top + (bottom - top - span_y * self.scale) / 2
+        self.span_y = span_y
+        self.unit = max(1, round((bottom - top) / 256)) * SUPERSAMPLE  # line width on the big canvas
+
+    def px(self, x: float, y: float) -> tuple[float, float]:
+        return self.x0 + (x - self.lo[0]) * self.scale, self.y0 + (self.span_y - (y - self.lo[1])) * self.scale
+
+    def big(self, x: float, y: float) -> tuple[float, float]:
+        u, v = self.px(x, y)
+        return u * SUPERSAMPLE, v * SUPERSAMPLE
+
+    def room_shapes(self, pen: ImageDraw.ImageDraw) -> None:
+        room, u = self.arr.room, self.unit
+        pen.rectangle([self.big(0, room.y), self.big(room.x, 0)], fill=FLOOR)
+        for m in range(1, math.ceil(room.x)):
+            pen.line([self.big(m, 0), self.big(m, room.y)], fill=GRID, width=u)
+        for m in range(1, math.ceil(room.y)):
+            pen.line([self.big(0, m), self.big(room.x, m)], fill=GRID, width=u)
+        pen.rectangle([self.big(0, room.y), self.big(room.x, 0)], outline=WALL, width=3 * u)
+
+    def room_text(self, pen: ImageDraw.ImageDraw) -> None:
+        room, f = self.arr.room, self.font
+        gap = f.size * 0.4
+        for m in range(0, math.floor(room.x) + 1):
+            x, y = self.px(m, 0)
+            pen.text((x, y + gap), f"{m} m" if m == 0 else f"{m}", fill=MUTED, font=f, anchor="mt")
+        for m in range(1, math.floor(room.y) + 1):
+            x, y = self.px(0, m)
+            pen.text((x - gap, y), f"{m}", fill=MUTED, font=f, anchor="rm")
+        cx, top = self.px(room.x / 2, room.y)
+        _, bottom = self.px(room.x / 2, 0)
+        left, cy = self.px(0, room.y / 2)
+        right, _ = self.px(room.x, room.y / 2)
+        pen.text((cx, top - gap), "north wall", fill=TEXT, font=f, anchor="md")
+        pen.text((cx, bottom + gap * 2 + f.size), f"south wall  ·  room {room.x:g} x {room.y:g} m, "
+                 f"{room.z:g} m high", fill=TEXT, font=f, anchor="mt")
+        pen.text((left - gap * 2 - f.size * 0.6, cy), "west", fill=TEXT, font=f, anchor="rm")
+        pen.text((right + gap, cy), "east", fill=TEXT, font=f, anchor="lm")
+
+    def item_shapes(self, pen: ImageDraw.ImageDraw, item: Item) -> None:
+        colour = KIND_COLOURS[item.kind]
+        corners = [self.big(x, y) for x, y in item.footprint()]
+        assert item.position is not None
+        hanging = item.position[2] - item.height / 2 > CEILING_HEIGHT
+        outline = ALERT if _outside(item, self.arr.room) else shade(colour, 0.55)
+        pen.polygon(corners, fill=None if hanging else colour, outline=outline, width=self.unit)
+        self._arrow(pen, item, shade(colour, 0.4))
+
+    def _arrow(self, pen: ImageDraw.ImageDraw, item: Item, colour: tuple[int, int, int]) -> None:
+        """A small triangle just inside the front edge, pointing where the object faces."""
+        assert item.position is not None
+        fx, fy = item.facing()
+        size = min(item.length, item.width) * 0.35
+        tip = (item.position[0] + fx * item.width * 0.48, item.position[1] + fy * item.width * 0.48)
+        base = (tip[0] - fx * size * 0.8, tip[1] - fy * size * 0.8)
+        side = (-fy * size * 0.5, fx * size * 0.5)
+        pts = [tip, (base[0] + side[0], base[1] + side[1]), (base[0] - side[0], base[1] - side[1])]
+        pen.polygon([self.big(x, y) for x, y in pts], fill=colour)
+
+    def _centre(self, item: Item) -> tuple[float, float]:
+        assert item.position is not None
+        return self.px(item.position[0], item.position[1])
+
+    def badge_shape(self, pen: ImageDraw.ImageDraw, item: Item) -> None:
+        """A white disc at the object's centre, for its legend number."""
+        x, y = self._centre(item)
+        r = self.font.size * 0.75
+        k = SUPERSAMPLE
+        pen.ellipse([(x - r) * k, (y - r) * k, (x + r) * k, (y + r) * k], fill=(255, 255, 255),
+                    outline=(60, 60, 60), width=self.unit // 2 or 1)
+
+    def badge_text(self, pen: ImageDraw.ImageDraw, item: Item) -> None:
+        pen.text(self._centre(item), str(item.number), fill=TEXT, font=self.font, anchor="mm")
+
+    def cross(self, pen: ImageDraw.ImageDraw) -> None:
+        room = self.arr.room
+        (l, t), (r, b) = self.big(0, room.y), self.big(room.x, 0)
+        pen.line([(l, t), (r, b)], fill=ALERT, width=2 * self.unit)
+        pen.line([(l, b), (r, t)], fill=ALERT, width=2 * self.unit)
+
+    def no_layout_text(self, pen: ImageDraw.ImageDraw, reason: str | None) -> None:
+        room = self.arr.room
+        (l, t), (r, b) = self.px(0, room.y), self.px(room.x, 0)
+        big = font(int(self.font.size * 1.8))
+        cx, cy = (l + r) / 2, (t + b) / 2
+        box = pen.textbbox((cx, cy), "NO VALID LAYOUT", font=big, anchor="mm")
+        pad = self.font.size * 0.5
+        lines = textwrap.wrap(reason or "", width=max(20, int((r - l) / (self.font.size * 0.55))))[:3]
+        extra = self.font.size * 1.25 * len(lines)
+        pen.rectangle([box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad + extra], fill=(255, 255, 255),
+                      outline=ALERT, width=2)
+        pen.text((cx, cy), "NO VALID LAYOUT", fill=ALERT, font=big, anchor="mm")
+        if lines:
+            pen.multiline_text((cx, box[3] + pad), "\n".join(lines), fill=ALERT, font=self.font,
+                               anchor="ma", align="center")
+
+
+def _outside(item: Item, room: RoomSize) -> bool:
+    return any(not (-1e-6 <= x <= room.x + 1e-6 and -1e-6 <= y <= room.y + 1e-6) for x, y in item.footprint())
+
+
+def _draw_legend(draw: ImageDraw.ImageDraw, arr: Arrangement, box: tuple[int, int, int, int], s: int) -> None:
+    """Number, colour and id of every object; unplaced objects greyed with the reason."""
+    left, top, right, bottom = box
+    rows = len(arr.items) + sum(1 for i in arr.undrawn) + (2 if arr.unknown else 0) + 1
+    size = max(8, min(s // 38, int((bottom - top - s * 0.06) / max(rows, 1) / 1.25)))
+    small = font(size)
+    line = size * 1.25
+    x, y = left + size * 0.4, top + s * 0.03
+    draw.text((x, y), "Objects", fill=TEXT, font=small)
+    y += line * 1.2
+    max_chars = max(6, int((right - x) / (size * 0.52)) - 3)
+    for item in arr.items:
+        colour = KIND_COLOURS[item.kind]
+        sw = size * 0.8
+        if item.drawn:
+            draw.rectangle([x, y + 1, x + sw, y + 1 + sw], fill=colour, outline=shade(colour, 0.55))
+        else:
+            draw.rectangle([x, y + 1, x + sw, y + 1 + sw], outline=MUTED, width=max(1, size // 8))
+        label = _clip(f"{item.number} {item.id}", max_chars)
+        draw.text((x + sw + size * 0.4, y), label, fill=TEXT if item.drawn else MUTED, font=small)
+        y += line
+        if not item.drawn:
+            note = STATUS_TEXT[item.status] if item.status != FAR else "far outside the room"
+            draw.text((x + sw + size * 0.8, y), _clip(f"- {note}", max_chars), fill=ALERT, font=small)
+            y += line
+        if y > bottom - line * 2:
+            remaining = len(arr.items) - item.number
+            if remaining > 0:
+                draw.text((x, y), f"+{remaining} more", fill=MUTED, font=small)
+            return
+    if arr.unknown:
+        y += line * 0.3
+        draw.text((x, y), "unknown ids in the answer:", fill=ALERT, font=small)
+        draw.text((x, y + line), _clip(", ".join(arr.unknown), max_chars + 2), fill=ALERT, font=small)
+
+
+def _clip(text: str, chars: int) -> str:
+    return text if len(text) <= chars else text[: max(1, chars - 1)] + "…"
