@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 
 from stages.core.config import StageConfig
 from stages.core.errors import UserError
-from stages.core.plan2d import room_plan
+from stages.core.render.plan import room_plan
 from stages.core.scene import Scene
 from stages.core.stage import Context, Stage, run_stage
 
