@@ -167,3 +167,143 @@ def test_example_rooms_file_is_reproducible():
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(lines) == 50
     assert lines == [json.loads(json.dumps(synthetic.make_room(0, i))) for i in range(50)]
+
+
+# ------------------------------------------------------------------ the hf source (the paper's dataset format)
+
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c4944415408d763f8ffff3f0005fe02fe"
+                    "a7d6a4c50000000049454e44ae426082")
+
+
+def hf_row(room: dict) -> dict:
+    """A row as the paper's curation script builds it: the prompt ends with the scene (positions removed)."""
+    graph = [{k: v for k, v in o.items() if k != "position"} for o in objects(room)]
+    graph += layout_elements(parse_room_size(room["room_size"], "test"))
+    problem = ("<image>\n## Task Description\nArrange the objects.\n## Input JSON Data:\n" + json.dumps(graph, indent=2))
+    answer = json.dumps({"room_name": room["room_id"], "user_preference": room["description"],
+                         "size_of_room": room["room_size"]})
+    return {"images": [{"bytes": PNG, "path": None}], "problem": problem, "answer": answer}
+
+
+def write_hf(path, rows: list[dict], drop: str | None = None):
+    table = pa.Table.from_pylist(rows, schema=pa.schema([
+        ("images", pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))),
+        ("problem", pa.string()), ("answer", pa.string())]))
+    pq.write_table(table.drop_columns([drop]) if drop else table, path)
+    return path
+
+
+def test_hf_parquet_import(tmp_path):
+    source = [synthetic.make_room(4, i) for i in range(5)]
+    data = write_hf(tmp_path / "train-00000-of-00001.parquet", [hf_row(r) for r in source])
+    code, log = cli("gen-prompts", "--source", "hf", "--input", data, "--output", tmp_path / "p", "--image-size", 64)
+    assert code == 0, log
+    df = pd.read_parquet(tmp_path / "p").set_index("room_id")
+    assert sorted(df.index) == sorted(r["room_id"] for r in source)
+    for room in source:
+        row = df.loc[room["room_id"]]
+        assert row["source"] == "hf" and row["preference"] == room["description"]
+        assert (row["room_x"], row["room_y"], row["room_z"]) == tuple(room["room_size"][a] for a in "xyz")
+        assert [o["new_object_id"] for o in json.loads(row["scene"])[:-6]] == [o["new_object_id"] for o in objects(room)]
+        assert row["num_objects"] == len(objects(room)) and pd.isna(row["reference_layout"])
+
+
+# ------------------------------------------------------------------ the idesign source (a folder of scene graphs)
+
+def test_idesign_folder_import(tmp_path):
+    a, b = synthetic.make_room(8, 0), synthetic.make_room(8, 1)
+    (tmp_path / "scenes" / "room_a").mkdir(parents=True)
+    (tmp_path / "scenes" / "room_a" / "scene_graph-backtracked.json").write_text(json.dumps(a["scene_graph"]))
+    (tmp_path / "scenes" / "room_a" / "scene_graph.json").write_text("{ an earlier state: skipped")
+    (tmp_path / "scenes" / "scene_graph_b.json").write_text(json.dumps(b["scene_graph"]))
+    sizes = tmp_path / "sizes.json"
+    sizes.write_text(json.dumps({"room_a": {"description": a["description"], "room_size": a["room_size"],
+                                            "room_type": a["room_type"]}}))
+    code, log = cli("gen-prompts", "--source", "idesign", "--input", tmp_path / "scenes", "--sizes", sizes,
+                    "--output", tmp_path / "p", "--image-size", 64)
+    assert code == 0, log
+    df = pd.read_parquet(tmp_path / "p").set_index("room_id")
+    assert sorted(df.index) == ["room_a", "scene_graph_b"]
+    assert df.loc["room_a", "description"] == a["description"] and df.loc["room_a", "room_type"] == a["room_type"]
+    assert df.loc["scene_graph_b", "room_x"] == b["room_size"]["x"]  # read from the layout elements
+    for room, rid in ((a, "room_a"), (b, "scene_graph_b")):
+        assert json.loads(df.loc[rid, "reference_layout"]) == {o["new_object_id"]: [o["position"][k] for k in "xyz"]
+                                                               for o in objects(room)}
+
+
+# ------------------------------------------------------------------ bad inputs: exit 2, location named, no output
+
+def _hf_bad(tmp_path, edit):
+    rows = [hf_row(synthetic.make_room(4, i)) for i in range(3)]
+    edit(rows[1])
+    return ["--source", "hf", "--input", write_hf(tmp_path / "bad.parquet", rows)]
+
+
+def _edit_scene(row, change):
+    head, scene = row["problem"].split("## Input JSON Data:\n")
+    graph = json.loads(scene)
+    change(graph)
+    row["problem"] = head + "## Input JSON Data:\n" + json.dumps(graph)
+
+
+def _preposition(graph):
+    graph[1]["placement"]["objects_in_room"] = [{"object_id": graph[0]["new_object_id"], "preposition": "beside",
+                                                 "is_adjacent": True}]
+
+
+def _negative_height(graph):
+    graph[0]["size_in_meters"]["height"] = -0.5
+
+
+def _negative_room(row):
+    info = json.loads(row["answer"])
+    info["size_of_room"]["y"] = -3
+    row["answer"] = json.dumps(info)
+
+
+BAD_HF = {
+    "malformed scene JSON": (lambda r: r.update(problem=r["problem"].replace('"style"', "style", 1)),
+                             ["bad.parquet, row 1, field problem", "not valid JSON"]),
+    "unknown preposition": (lambda r: _edit_scene(r, _preposition), ["bad.parquet, row 1", "unknown preposition 'beside'"]),
+    "negative object size": (lambda r: _edit_scene(r, _negative_height), ["row 1", "size_in_meters.height"]),
+    "negative room size": (_negative_room, ["row 1, field answer.size_of_room.y"]),
+    "answer not JSON": (lambda r: r.update(answer="{room_name: 1"), ["row 1, field answer", "not valid JSON"]),
+    "no marker": (lambda r: r.update(problem="Arrange the room."), ["row 1, field problem", "## Input JSON Data:"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_HF))
+def test_bad_hf_rows_exit_2_naming_row_and_field(tmp_path, case):
+    edit, expected = BAD_HF[case]
+    code, log = cli("gen-prompts", *_hf_bad(tmp_path, edit), "--output", tmp_path / "out")
+    assert code == 2, log
+    flat = " ".join(log.split())
+    for text in expected:
+        assert text in flat, (text, log)
+    assert not (tmp_path / "out").exists()
+
+
+def test_hf_missing_column_exits_2(tmp_path):
+    data = write_hf(tmp_path / "bad.parquet", [hf_row(synthetic.make_room(4, 0))], drop="answer")
+    code, log = cli("gen-prompts", "--source", "hf", "--input", data, "--output", tmp_path / "out")
+    flat = " ".join(log.split())
+    assert code == 2 and "bad.parquet: missing column(s) answer" in flat, log
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_idesign_inputs_exit_2(tmp_path):
+    room = synthetic.make_room(8, 2)
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    (scenes / "scene_graph_1.json").write_text(json.dumps(objects(room)))  # no layout elements, no sizes entry
+    code, log = cli("gen-prompts", "--source", "idesign", "--input", scenes, "--output", tmp_path / "out")
+    assert code == 2 and "scene_graph_1.json: no room size" in " ".join(log.split()), log
+    sizes = tmp_path / "sizes.json"
+    sizes.write_text(json.dumps({"scene_graph_1": {"room_size": {"x": 4, "y": 0, "z": 3}}}))
+    code, log = cli("gen-prompts", "--source", "idesign", "--input", scenes, "--sizes", sizes, "--output", tmp_path / "out")
+    assert code == 2 and "sizes.json, entry 'scene_graph_1', field room_size.y" in " ".join(log.split()), log
+    (scenes / "scene_graph_1.json").write_text(json.dumps(room["scene_graph"]))
+    sizes.write_text(json.dumps({"scene_graph_1": {"room_size": {"x": 99, "y": 99, "z": 3}}}))
+    code, log = cli("gen-prompts", "--source", "idesign", "--input", scenes, "--sizes", sizes, "--output", tmp_path / "out")
+    assert code == 2 and "disagrees with the layout elements" in " ".join(log.split()), log
+    assert not (tmp_path / "out").exists()
