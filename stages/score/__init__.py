@@ -1,0 +1,141 @@
+"""Score layouts: format, physics, relation constraints and a judge, combined into a reward.
+
+Two presets: `metaspatial` (default) fixes the paper's reward bugs and adds out-of-bounds and
+support terms; `metaspatial-v1` reproduces the paper's code number for number. Judges: `rules`
+(offline, default), `constant`, `openai` (any compatible endpoint) and `hf` (local VLM). Runs on a
+render dataset, or on a rollout dataset directly when the judge needs no image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
+from pydantic import Field, model_validator
+
+from stages.core import dataset as ds
+from stages.core.config import StageConfig
+from stages.core.errors import UserError
+from stages.core.stage import Context, Stage, run_stage
+
+NEEDS = ["response", "scene", "room_x", "room_y", "room_z"]
+
+
+class Config(StageConfig):
+    preset: Literal["metaspatial", "metaspatial-v1"] = "metaspatial"
+    """Reward formula: metaspatial (fixed, default) or metaspatial-v1 (the paper's code, bugs included)."""
+    judge: Literal["rules", "constant", "openai", "hf"] = "rules"
+    """Who grades the layouts: rules (offline), constant, openai (an OpenAI-compatible endpoint), hf (local VLM)."""
+    judge_grades: list[float] | None = None
+    """The five grades of the constant judge, e.g. 7,6,8,5,7 (each 1..10)."""
+    judge_url: str | None = None
+    """Base URL of the OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (openai judge)."""
+    judge_model: str | None = None
+    """Model name at the endpoint (openai judge) or local model directory (hf judge)."""
+    judge_api_key_env: str = "OPENAI_API_KEY"
+    """Name of the environment variable holding the API key (the key itself is never a setting)."""
+    judge_timeout: float = Field(default=60.0, gt=0)
+    """Seconds before one judge request times out (openai judge)."""
+    judge_retries: int = Field(default=4, ge=0)
+    """Retries of a failed request: timeouts, rate limits, 5xx, malformed replies (openai judge)."""
+    judge_backoff: float = Field(default=1.0, ge=0)
+    """First retry delay in seconds, doubled on each retry (openai judge)."""
+    judge_concurrency: int = Field(default=4, ge=1)
+    """Requests in flight at once (openai judge)."""
+    judge_max_tokens: int = Field(default=512, ge=16)
+    """Longest reply the judge may write."""
+    judge_cache: Path | None = None
+    """Directory caching judgements by image+prompt hash (openai judge); re-scoring then costs nothing."""
+    judge_fallback: Literal["rules", "drop"] = "rules"
+    """When the judge fails for a row: grade it with rules, or drop the judge term (recorded in judge_error)."""
+    tolerance: float = Field(default=0.02, ge=0)
+    """Metres of overlap, protrusion, gap or relation miss that count as nothing (metaspatial)."""
+    scale: float = Field(default=0.15, gt=0)
+    """Metres beyond the tolerance at which a violation counts in full (metaspatial)."""
+    adjacent_gap: float = Field(default=0.05, ge=0)
+    """How far apart 'adjacent' objects, and objects 'on' a wall and that wall, may be (metaspatial)."""
+    outside: float = Field(default=0.25, ge=0)
+    """An object whose centre lies this far beyond a wall, floor or ceiling is out of the room (metaspatial)."""
+    floor_covering: float = Field(default=0.05, ge=0)
+    """Floor objects at most this high (rugs, mats) may have floor furniture standing on them (metaspatial)."""
+    weight_judge: float = Field(default=1.0, ge=0)
+    """Weight of the judge score in the quality term (metaspatial)."""
+    weight_collision: float = Field(default=3.0, ge=0)
+    """Weight of 1 - collision_ratio in the quality term (metaspatial)."""
+    weight_constraint: float = Field(default=1.0, ge=0)
+    """Weight of 1 - constraint_ratio in the quality term (metaspatial)."""
+    weight_out_of_bounds: float = Field(default=0.5, ge=0)
+    """Weight of 1 - out_of_bounds_ratio in the quality term (metaspatial)."""
+    weight_support: float = Field(default=0.5, ge=0)
+    """Weight of 1 - support_ratio in the quality term (metaspatial)."""
+    gamma: float = Field(default=0.9, gt=0, le=1)
+    """Discount of later turns in the multi-turn return."""
+    return_mode: Literal["weighted-average", "discounted-sum"] = "weighted-average"
+    """Multi-turn return: the paper's sum(g^t r_t)/sum(g^t), or the plain discounted sum sum(g^t r_t)."""
+
+    @model_validator(mode="after")
+    def _judge_options(self) -> Config:
+        if self.judge == "constant":
+            if not self.judge_grades or len(self.judge_grades) != 5 or not all(1 <= g <= 10 for g in self.judge_grades):
+                raise ValueError("judge 'constant' needs --judge-grades with five numbers from 1 to 10, e.g. 7,6,8,5,7")
+        if self.judge == "openai" and not (self.judge_url and self.judge_model):
+            raise ValueError("judge 'openai' needs --judge-url and --judge-model")
+        if self.judge == "hf" and not self.judge_model:
+            raise ValueError("judge 'hf' needs --judge-model (a local model directory)")
+        return self
+
+
+COLUMNS = [
+    pa.field("reward", pa.float64()), pa.field("format_reward", pa.float64()),
+    pa.field("collision_ratio", pa.float64()), pa.field("constraint_ratio", pa.float64()),
+    pa.field("out_of_bounds_ratio", pa.float64()), pa.field("support_ratio", pa.float64()),
+    pa.field("judge_score", pa.float64()), pa.field("judge_grades", pa.string()), pa.field("judge", pa.string()),
+    pa.field("judge_error", pa.string()), pa.field("return", pa.float64()), pa.field("feedback", pa.string()),
+    pa.field("object_scores", pa.string()), pa.field("score_preset", pa.string()),
+    pa.field("upstream_crash", pa.string()),
+]
+
+
+def validate_input(cfg: Config) -> None:
+    """Check columns, scenes and renders before anything is written; errors name the row and field."""
+    from .scoring import IMAGE_COLUMNS, scene_of
+
+    table = ds.read_table(cfg.input)
+    ds.require_columns(table, NEEDS, cfg.input)
+    if cfg.judge in ("openai", "hf") and not any(c in table.column_names for c in IMAGE_COLUMNS):
+        raise UserError(f"{cfg.input}: judge '{cfg.judge}' grades renders, but the dataset has no "
+                        f"{' or '.join(IMAGE_COLUMNS)} column; run `metaspatial render` first or use --judge rules")
+    cache: dict = {}
+    columns = [c for c in NEEDS if c != "response"]
+    rows = table.select(columns).slice(0, cfg.max_rows or table.num_rows).to_pylist()
+    for index, row in enumerate(rows):
+        scene_of(row, cache, where=f"{cfg.input}, row {index}")
+
+
+def make_processor(cfg: Config, ctx: Context):
+    from .judges import RulesJudge, make_judge
+    from .scoring import score_rows
+
+    judge = make_judge(cfg)
+    fallback = RulesJudge(adjacent_gap=cfg.adjacent_gap)
+    cache: dict = {}
+
+    def process(rows):
+        out = score_rows(rows, cfg, judge, fallback, ctx.input_dir, cache)
+        ctx.advance(len(rows))
+        return out
+
+    return process
+
+
+STAGE = Stage(name="score", config_class=Config, adds=COLUMNS, make_processor=make_processor, needs=NEEDS)
+
+
+def run(cfg: Config) -> Path:
+    if not isinstance(cfg, Config):
+        raise UserError("score: expected a score.Config")
+    if cfg.input is None:
+        raise UserError("score: --input is required (a dataset directory)")
+    validate_input(cfg)
+    return run_stage(STAGE, cfg)

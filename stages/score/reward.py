@@ -1,0 +1,64 @@
+"""The default `metaspatial` reward and the multi-turn return.
+
+    R = format                         for an answer with any problem (format < 1)
+    R = 1 + inside + quality           for a valid answer
+
+* `format` ∈ {0, 0.25, 0.5, 0.75, 1}: no answer block / not JSON or no placements / wrong entries,
+  ids or coordinates (NaN, ±Inf, booleans, strings, nulls, duplicate, missing or unknown ids) /
+  tags around a correct answer / valid.
+* `inside` = 1 unless some object is placed out of the room: its centre more than `outside` (0.25 m)
+  beyond a wall, the floor or the ceiling (a sloppy placement just past a wall stays in the tier).
+  Boxes reaching through a wall, the floor or the ceiling are penalised continuously by the
+  out-of-bounds ratio instead.
+* `quality` ∈ [0, 1] = weighted mean of `judge_score` and `1 − x` for x in collision, constraint,
+  out-of-bounds and support ratios (the judge term is left out when the judge is dropped).
+
+So R ∈ [0, 3]; any problem in the answer scores below every valid layout (< 1), any object placed
+outside the room scores below every valid in-room layout (< 2), and within a tier the physics and
+the judge order layouts continuously. Collisions weigh triple: a pile of overlapping furniture is
+the least usable room.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stages.core import answer
+from stages.core.measure import RowMeasures
+
+FORMAT_SCORE = {answer.NO_ANSWER: 0.0, answer.BAD_JSON: 0.25, answer.BAD_ENTRIES: 0.5, answer.BAD_TAGS: 0.75,
+                answer.VALID: 1.0}
+
+
+@dataclass(frozen=True)
+class Weights:
+    judge: float = 1.0
+    collision: float = 3.0
+    constraint: float = 1.0
+    out_of_bounds: float = 0.5
+    support: float = 0.5
+
+
+def quality(m: RowMeasures, judge_score: float | None, w: Weights) -> float:
+    terms = [(w.collision, 1 - m.collision), (w.constraint, 1 - m.constraint),
+             (w.out_of_bounds, 1 - m.out_of_bounds), (w.support, 1 - m.support)]
+    if judge_score is not None:
+        terms.append((w.judge, judge_score))
+    total = sum(weight for weight, _ in terms)
+    return sum(weight * value for weight, value in terms) / total if total > 0 else 0.0
+
+
+def default_reward(format_level: int, m: RowMeasures | None, judge_score: float | None, w: Weights) -> float:
+    if format_level != answer.VALID or m is None:
+        return FORMAT_SCORE[format_level]
+    inside = 0.0 if m.outside_ids else 1.0
+    return 1.0 + inside + quality(m, judge_score, w)
+
+
+def trajectory_return(rewards: list[float], gamma: float, mode: str) -> float:
+    """Return of turns 0..T-1: `weighted-average` Σγᵗrₜ / Σγᵗ (the paper's), or `discounted-sum` Σγᵗrₜ."""
+    weights = [gamma ** t for t in range(len(rewards))]
+    total = sum(w * r for w, r in zip(weights, rewards, strict=True))
+    if mode == "discounted-sum":
+        return total
+    return total / sum(weights)

@@ -1,0 +1,202 @@
+"""Scoring a chunk of rows: parse, measure (one vectorised pass), judge (one batch), combine."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stages.core.answer import ParsedAnswer, parse_answer
+from stages.core.measure import RowMeasures, Tolerances, measure
+from stages.core.scene import RoomSize, Scene, layout_elements
+
+from . import reward as reward_mod
+from . import upstream_v1 as v1
+from .judges import GRADE_KEYS, Judge, Judgement, JudgeRequest, grade_sum
+
+IMAGE_COLUMNS = ("render_topdown", "render_perspective")
+
+
+def scene_of(row: dict[str, Any], cache: dict[tuple, Scene], where: str = "") -> Scene:
+    """The row's scene (parsed once per distinct scene); raises SceneError naming `where`."""
+    key = (row["scene"], row["room_x"], row["room_y"], row["room_z"])
+    if key not in cache:
+        try:
+            graph = json.loads(row["scene"]) if isinstance(row["scene"], str) else row["scene"]
+        except json.JSONDecodeError as err:
+            from stages.core.scene import SceneError
+
+            raise SceneError(f"{where}, field scene: not valid JSON ({err.msg})") from None
+        size = {"x": row["room_x"], "y": row["room_y"], "z": row["room_z"]}
+        cache[key] = Scene.from_idesign(graph, size, where=f"{where}, field scene")
+    return cache[key]
+
+
+def reference_positions(row: dict[str, Any]) -> dict[str, list[float]] | None:
+    value = row.get("reference_layout")
+    if not value:
+        return None
+    data = json.loads(value) if isinstance(value, str) else value
+    return data if isinstance(data, dict) else None
+
+
+@dataclass
+class RowWork:
+    """Everything known about one row while its chunk is scored."""
+
+    scene: Scene
+    parsed: ParsedAnswer
+    measures: RowMeasures | None = None
+    judge_needed: bool = False
+    judgement: Judgement | None = None
+    judged_by: str | None = None
+    judge_error: str | None = None
+    v1_result: v1.V1Result | None = None
+    v1_updated: list[dict[str, Any]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _v1_objects(scene: Scene, row: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Upstream's scene file: objects with their reference positions. Without any reference layout,
+    every object gets a placeholder (returned) that answered objects overwrite; see the README."""
+    reference = reference_positions(row)
+    placeholder: dict[str, Any] = {}
+    objects = []
+    for obj in scene.objects:
+        item = obj.to_idesign(with_position=False)
+        if reference is None:
+            item["position"] = placeholder
+        elif obj.id in reference:
+            item["position"] = dict(zip("xyz", reference[obj.id], strict=True))
+        objects.append(item)
+    return objects, placeholder
+
+
+def _images(row: dict[str, Any], input_dir: Path | None) -> list[Path]:
+    refs = [row.get(col) for col in IMAGE_COLUMNS if row.get(col)]
+    return [Path(ref) if input_dir is None or Path(ref).is_absolute() else Path(input_dir) / ref for ref in refs]
+
+
+def _judge_all(work: list[RowWork], rows: list[dict[str, Any]], cfg: Any, judge: Judge, fallback: Judge,
+               input_dir: Path | None) -> None:
+    todo = [k for k, w in enumerate(work) if w.judge_needed]
+    requests = []
+    for k in todo:
+        w = work[k]
+        placements = dict(w.parsed.placements)
+        requests.append(JudgeRequest(w.scene, placements, str(rows[k].get("preference") or rows[k].get("description")
+                                                               or ""), w.measures or RowMeasures(),
+                                     _images(rows[k], input_dir) if judge.needs_images else []))
+    results = judge.grade(requests) if requests else []
+    failed = []
+    for k, request, result in zip(todo, requests, results, strict=True):
+        work[k].judgement, work[k].judged_by = result, judge.name
+        if result.grades is None:
+            work[k].judge_error = result.error or f"{judge.name}: no grades"
+            failed.append((k, request))
+    if failed and cfg.judge_fallback == "rules":
+        for (k, _), result in zip(failed, fallback.grade([r for _, r in failed]), strict=True):
+            work[k].judgement, work[k].judged_by = result, f"{fallback.name} (fallback)"
+
+
+def _feedback(w: RowWork) -> str:
+    m = w.measures or RowMeasures()
+    return json.dumps({"collisions": m.collisions, "out_of_bounds": m.out_of_bounds_ids, "violations": m.violations,
+                       "unsupported": m.unsupported, "missing": w.parsed.missing, "unknown": w.parsed.unknown,
+                       "duplicates": w.parsed.duplicates, "parse_error": w.parsed.error})
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _columns(w: RowWork, cfg: Any, weights: reward_mod.Weights) -> dict[str, Any]:
+    grades = w.judgement.grades if w.judgement is not None else None
+    judge_score = grade_sum(grades) / 50 if grades else None
+    if cfg.preset == "metaspatial-v1":
+        res = w.v1_result
+        reward, fmt = res.reward, res.format_reward
+        collision, constraint, oob, support = res.collision_ratio, res.constraint_ratio, None, None
+        if res.crash:
+            w.extra["upstream_crash"] = res.crash
+    else:
+        fmt = reward_mod.FORMAT_SCORE[w.parsed.format_level]
+        m = w.measures if w.parsed.valid else None
+        reward = reward_mod.default_reward(w.parsed.format_level, m, judge_score, weights)
+        collision, constraint, oob, support = ((m.collision, m.constraint, m.out_of_bounds, m.support)
+                                               if m is not None else (None, None, None, None))
+    return {
+        "reward": float(reward), "format_reward": float(fmt), "collision_ratio": _finite(collision),
+        "constraint_ratio": _finite(constraint), "out_of_bounds_ratio": _finite(oob), "support_ratio": _finite(support),
+        "judge_score": judge_score, "judge_grades": json.dumps({k: grades[k] for k in GRADE_KEYS}) if grades else None,
+        "judge": w.judged_by if w.judge_needed else None, "judge_error": w.judge_error,
+        "feedback": _feedback(w), "object_scores": json.dumps(w.measures.per_object) if w.measures else None,
+        "score_preset": cfg.preset, "upstream_crash": w.extra.get("upstream_crash"),
+    }
+
+
+def score_rows(rows: list[dict[str, Any]], cfg: Any, judge: Judge, fallback: Judge, input_dir: Path | None,
+               cache: dict[tuple, Scene]) -> list[dict[str, Any]]:
+    work = []
+    for row in rows:
+        scene = scene_of(row, cache)
+        work.append(RowWork(scene, parse_answer(row.get("response"), scene.ids)))
+    measured = [k for k, w in enumerate(work) if w.parsed.placements]
+    tol = Tolerances(cfg.tolerance, cfg.scale, cfg.adjacent_gap, cfg.outside, cfg.floor_covering)
+    for k, m in zip(measured, measure([(work[k].scene, work[k].parsed.placements) for k in measured], tol),
+                    strict=True):
+        work[k].measures = m
+    for row, w in zip(rows, work, strict=True):
+        if cfg.preset == "metaspatial-v1":
+            objects, placeholder = _v1_objects(w.scene, row)
+            w.v1_result, w.v1_updated = v1.prepare(row.get("response"), objects)
+            if w.v1_updated is not None:
+                w.v1_updated = [{k: v for k, v in o.items() if not (k == "position" and v is placeholder)}
+                                for o in w.v1_updated]
+            w.judge_needed = w.v1_result.judge_used
+        else:
+            w.judge_needed = w.parsed.valid
+    _judge_all(work, rows, cfg, judge, fallback, input_dir)
+    if cfg.preset == "metaspatial-v1":
+        for row, w in zip(rows, work, strict=True):
+            if w.v1_updated is not None:
+                size = RoomSize(row["room_x"], row["room_y"], row["room_z"])
+                grades = w.judgement.grades if w.judgement is not None else None
+                w.v1_result = v1.finish(w.v1_result, w.v1_updated, layout_elements(size), (size.x, size.y, size.z),
+                                        grades)
+    weights = reward_mod.Weights(cfg.weight_judge, cfg.weight_collision, cfg.weight_constraint,
+                                 cfg.weight_out_of_bounds, cfg.weight_support)
+    out = [{**row, **_columns(w, cfg, weights)} for row, w in zip(rows, work, strict=True)]
+    add_returns(out, cfg.gamma, cfg.return_mode)
+    return out
+
+
+def add_returns(rows: list[dict[str, Any]], gamma: float, mode: str) -> None:
+    """`return` of each row: its trajectory's rewards up to and including its turn. Earlier turns'
+    rewards come from the row's `history` (as the rollout stage records it) when it has them, else
+    from rows of the same `trajectory_id` with a lower `turn` in this chunk; alone, return = reward."""
+    by_trajectory: dict[Any, dict[int, float]] = {}
+    for row in rows:
+        if row.get("trajectory_id") is not None and row.get("turn") is not None:
+            by_trajectory.setdefault(row["trajectory_id"], {})[int(row["turn"])] = row["reward"]
+    for row in rows:
+        earlier = _history_rewards(row.get("history"))
+        if earlier is None and row.get("trajectory_id") is not None and row.get("turn") is not None:
+            turns = by_trajectory[row["trajectory_id"]]
+            earlier = [turns[t] for t in sorted(turns) if t < int(row["turn"])]
+        row["return"] = reward_mod.trajectory_return((earlier or []) + [row["reward"]], gamma, mode)
+
+
+def _history_rewards(value: Any) -> list[float] | None:
+    try:
+        history = json.loads(value) if isinstance(value, str) and value.strip() else value
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(history, list) or not history:
+        return None
+    rewards = [h.get("reward") for h in history if isinstance(h, dict)]
+    if len(rewards) != len(history) or not all(isinstance(r, (int, float)) and math.isfinite(r) for r in rewards):
+        return None
+    return [float(r) for r in rewards]
