@@ -14,7 +14,7 @@ from ..scene import RoomSize, Scene
 from .palette import category_of, kind_of
 
 PLACED, OMITTED, INVALID, FAR = "placed", "omitted", "invalid", "far"
-STATUS_TEXT = {OMITTED: "not in the answer", INVALID: "no valid coordinates", FAR: "far outside the room"}
+STATUS_TEXT = {OMITTED: "not in answer", INVALID: "bad coordinates", FAR: "far outside"}
 # Objects whose box lies beyond this many room sizes from the room are not drawn (they would
 # shrink the room to a dot); they are listed instead.
 FAR_ROOMS = 1.0

@@ -51,14 +51,15 @@ def _badges(draw: ImageDraw.ImageDraw, arr: Arrangement, camera: Camera, pixels:
 
 def _no_layout(draw: ImageDraw.ImageDraw, reason: str | None, pixels: int, font: ImageFont.FreeTypeFont) -> None:
     big = load_font(int(font.size * 1.9))
+    lines = textwrap.wrap(reason or "", width=int(pixels * 0.8 / (font.size * 0.55)))[:3]
     cx, cy = pixels / 2, pixels * 0.45
-    box = draw.textbbox((cx, cy), "NO VALID LAYOUT", font=big, anchor="mm")
+    title = draw.textbbox((cx, cy), "NO VALID LAYOUT", font=big, anchor="mm")
     pad = font.size * 0.6
-    lines = textwrap.wrap(reason or "", width=int(pixels / (font.size * 0.55)))[:3]
-    extra = (font.size * 1.25) * len(lines)
-    draw.rectangle([box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad + extra], fill=(255, 255, 255),
-                   outline=ALERT, width=max(2, pixels // 200))
+    body = draw.multiline_textbbox((cx, title[3] + pad * 0.6), "\n".join(lines), font=font, anchor="ma",
+                                   align="center") if lines else title
+    draw.rectangle([min(title[0], body[0]) - pad, title[1] - pad, max(title[2], body[2]) + pad, body[3] + pad],
+                   fill=(255, 255, 255), outline=ALERT, width=max(2, pixels // 200))
     draw.text((cx, cy), "NO VALID LAYOUT", fill=ALERT, font=big, anchor="mm")
     if lines:
-        draw.multiline_text((cx, box[3] + pad * 0.6), "\n".join(lines), fill=ALERT, font=font, anchor="ma",
+        draw.multiline_text((cx, title[3] + pad * 0.6), "\n".join(lines), fill=ALERT, font=font, anchor="ma",
                             align="center")

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .layout import FAR, STATUS_TEXT, Arrangement, Item
+from .layout import STATUS_TEXT, Arrangement, Item
 from .palette import KIND_COLOURS, shade
 from ..scene import RoomSize
 
@@ -146,20 +146,37 @@ class _PlanFrame:
         pts = [tip, (base[0] + side[0], base[1] + side[1]), (base[0] - side[0], base[1] - side[1])]
         pen.polygon([self.big(x, y) for x, y in pts], fill=colour)
 
-    def _centre(self, item: Item) -> tuple[float, float]:
+    def badge_at(self, item: Item) -> tuple[float, float]:
+        """Where the object's number goes: its centre, or beside it (towards the room's middle,
+        with a leader line) when the object is too small to show around the number."""
         assert item.position is not None
-        return self.px(item.position[0], item.position[1])
+        x, y = self.px(item.position[0], item.position[1])
+        r = self.font.size * 0.75
+        corners = [self.px(cx, cy) for cx, cy in item.footprint()]
+        width = max(c[0] for c in corners) - min(c[0] for c in corners)
+        height = max(c[1] for c in corners) - min(c[1] for c in corners)
+        if max(width, height) >= 3.5 * r or min(width, height) >= 2 * r:  # the object shows around the disc
+            return x, y
+        mx, my = self.px(self.arr.room.x / 2, self.arr.room.y / 2)
+        dx, dy = mx - x, my - y
+        norm = math.hypot(dx, dy) or 1.0
+        step = r + max(width, height) / 2 + r * 0.6
+        return x + dx / norm * step, y + dy / norm * step
 
     def badge_shape(self, pen: ImageDraw.ImageDraw, item: Item) -> None:
-        """A white disc at the object's centre, for its legend number."""
-        x, y = self._centre(item)
-        r = self.font.size * 0.75
+        """A white disc for the object's legend number (with a leader line if moved aside)."""
+        assert item.position is not None
+        x, y = self.badge_at(item)
         k = SUPERSAMPLE
+        cx, cy = self.px(item.position[0], item.position[1])
+        if (cx, cy) != (x, y):
+            pen.line([(cx * k, cy * k), (x * k, y * k)], fill=(60, 60, 60), width=self.unit // 2 or 1)
+        r = self.font.size * 0.75
         pen.ellipse([(x - r) * k, (y - r) * k, (x + r) * k, (y + r) * k], fill=(255, 255, 255),
                     outline=(60, 60, 60), width=self.unit // 2 or 1)
 
     def badge_text(self, pen: ImageDraw.ImageDraw, item: Item) -> None:
-        pen.text(self._centre(item), str(item.number), fill=TEXT, font=self.font, anchor="mm")
+        pen.text(self.badge_at(item), str(item.number), fill=TEXT, font=self.font, anchor="mm")
 
     def cross(self, pen: ImageDraw.ImageDraw) -> None:
         room = self.arr.room
@@ -172,16 +189,17 @@ class _PlanFrame:
         (l, t), (r, b) = self.px(0, room.y), self.px(room.x, 0)
         big = font(int(self.font.size * 1.8))
         cx, cy = (l + r) / 2, (t + b) / 2
-        box = pen.textbbox((cx, cy), "NO VALID LAYOUT", font=big, anchor="mm")
         pad = self.font.size * 0.5
         lines = textwrap.wrap(reason or "", width=max(20, int((r - l) / (self.font.size * 0.55))))[:3]
-        extra = self.font.size * 1.25 * len(lines)
-        pen.rectangle([box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad + extra], fill=(255, 255, 255),
-                      outline=ALERT, width=2)
+        title = pen.textbbox((cx, cy), "NO VALID LAYOUT", font=big, anchor="mm")
+        text = "\n".join(lines)
+        body = pen.multiline_textbbox((cx, title[3] + pad), text, font=self.font, anchor="ma",
+                                      align="center") if lines else title
+        pen.rectangle([min(title[0], body[0]) - pad, title[1] - pad, max(title[2], body[2]) + pad, body[3] + pad],
+                      fill=(255, 255, 255), outline=ALERT, width=2)
         pen.text((cx, cy), "NO VALID LAYOUT", fill=ALERT, font=big, anchor="mm")
         if lines:
-            pen.multiline_text((cx, box[3] + pad), "\n".join(lines), fill=ALERT, font=self.font,
-                               anchor="ma", align="center")
+            pen.multiline_text((cx, title[3] + pad), text, fill=ALERT, font=self.font, anchor="ma", align="center")
 
 
 def _outside(item: Item, room: RoomSize) -> bool:
@@ -210,8 +228,7 @@ def _draw_legend(draw: ImageDraw.ImageDraw, arr: Arrangement, box: tuple[int, in
         draw.text((x + sw + size * 0.4, y), label, fill=TEXT if item.drawn else MUTED, font=small)
         y += line
         if not item.drawn:
-            note = STATUS_TEXT[item.status] if item.status != FAR else "far outside the room"
-            draw.text((x + sw + size * 0.8, y), _clip(f"- {note}", max_chars), fill=ALERT, font=small)
+            draw.text((x + sw + size * 0.4, y), _clip(STATUS_TEXT[item.status], max_chars), fill=ALERT, font=small)
             y += line
         if y > bottom - line * 2:
             remaining = len(arr.items) - item.number
