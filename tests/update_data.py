@@ -33,13 +33,15 @@ def write_image(directory: Path, name: str, shade: int) -> str:
 
 
 def scored_rows(tokenizer: Any, directory: Path, groups: int = 2, group_size: int = 4,
-                rewards: list[list[float]] | None = None, with_images: bool = True) -> list[dict[str, Any]]:
-    """Rows of a single-turn scored dataset: `groups` prompts x `group_size` completions."""
+                rewards: list[list[float]] | None = None, with_images: bool = True,
+                responses: list[str] = RESPONSES) -> list[dict[str, Any]]:
+    """Rows of a single-turn scored dataset: `groups` prompts x `group_size` completions; sample s of
+    group g answers `responses[(g + s) % len(responses)]`."""
     rows = []
     for g in range(groups):
         image = write_image(directory, f"{g:04x}", 40 * g) if with_images else None
         for s in range(group_size):
-            text = RESPONSES[(g + s) % len(RESPONSES)]
+            text = responses[(g + s) % len(responses)]
             ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
             reward = rewards[g][s] if rewards else float(s % 2)
             rows.append({
@@ -56,3 +58,40 @@ def write_dataset(directory: Path, rows: list[dict[str, Any]]) -> Path:
     pq.write_table(pa.Table.from_pylist(rows), directory / "train-00000-of-00001.parquet")
     (directory / "_manifest.json").write_text(json.dumps({"stage": "score", "rows": len(rows)}))
     return directory
+
+
+def completion_logps(model: Any, processor: Any, directory: Path, rows: list[dict[str, Any]]) -> list[Any]:
+    """Per-token log-probabilities of each row's stored completion under `model`, computed here
+    independently of TRL: one unpadded forward per row on the chat `rollout` would have sent."""
+    import torch
+
+    from stages.core import vlm
+
+    out = []
+    for row in rows:
+        image = vlm.open_image(directory, row["image"]) if row["image"] else None
+        messages = vlm.build_messages(row["prompt"], image, vlm.parse_history(row["history"]))
+        enc = vlm.encode_chats(processor, [messages])
+        completion = torch.tensor([row["response_token_ids"]])
+        input_ids = torch.cat([enc["input_ids"], completion], dim=1)
+        extra = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
+        if "mm_token_type_ids" in extra:
+            extra["mm_token_type_ids"] = torch.cat([extra["mm_token_type_ids"], torch.zeros_like(completion)], 1)
+        logits = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **extra).logits
+        logits = logits[0, enc["input_ids"].shape[1] - 1: -1].float()
+        out.append(torch.log_softmax(logits, dim=-1).gather(1, completion[0][:, None])[:, 0])
+    return out
+
+
+def tiny_model_dir(tmp_path_factory: Any) -> Path:
+    """The tiny random VLM, built once per test session (shared by the update test modules)."""
+    from stages.core.tiny_vlm import build_tiny_vlm
+
+    path = tmp_path_factory.getbasetemp() / "update-tiny-vlm"
+    if not (path / "model.safetensors").exists():
+        build_tiny_vlm(path, seed=0)
+    return path
+
+
+def read_metrics(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
