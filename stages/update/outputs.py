@@ -66,18 +66,27 @@ def last_checkpoint(out: Path) -> str | None:
 
 
 class MetricsLog:
-    """Appends one JSON record a line to OUTPUT/metrics.jsonl (kept across resumes, step-deduplicated)."""
+    """Appends one JSON record a line to OUTPUT/metrics.jsonl. On resume, the records of steps after
+    the checkpoint are dropped: those steps are trained (and logged) again."""
 
-    def __init__(self, out: Path, resume: bool):
+    def __init__(self, out: Path, resume_step: int | None):
         self.path = out / METRICS
-        self.records: list[dict[str, Any]] = []
-        if not resume:
+        if not is_main_process():
+            return
+        if resume_step is None or not self.path.exists():
             self.path.unlink(missing_ok=True)
+            return
+        kept = [line for line in self.path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+        self.path.write_text("".join(line + "\n" for line in kept))
 
     def write(self, record: dict[str, Any]) -> None:
-        self.records.append(record)
         with open(self.path, "a") as fh:
             fh.write(json.dumps(record, default=float) + "\n")
+
+
+def checkpoint_step(checkpoint: str | None) -> int | None:
+    return int(Path(checkpoint).name.split("-")[1]) if checkpoint else None
 
 
 def save_model(trainer: Any, source_model: str, out: Path, merge_lora: bool) -> str:

@@ -118,7 +118,7 @@ def run_update(cfg: Config) -> Path:
     longest_completion = max(len(c) for g in prepared.stored.values() for c in g.completion_ids)
     args = trl_bridge.grpo_config(out / outputs.CHECKPOINTS,
                                   _grpo_options(cfg, group_size, longest_completion))
-    metrics = outputs.MetricsLog(out, resume=checkpoint is not None)
+    metrics = outputs.MetricsLog(out, outputs.checkpoint_step(checkpoint))
     holder: dict[str, Any] = {}
     callback = trl_bridge.metrics_callback(metrics.write, lambda: holder["trainer"])
     rollouts = trl_bridge.StoredRollouts(prepared.stored, group_size)
