@@ -184,13 +184,6 @@ def test_bug17_format_quirks():
     assert score_one(scene_row(ROOM, "<think>t</think><answer>null</answer>"))["reward"] == 0.25
 
 
-def test_bug18_renders_are_per_row_and_nothing_is_shared(tmp_path):
-    rows = [dict(gt_row(), render_topdown=f"_images/{k}.png") for k in range(2)]
-    for row in score_library(rows):
-        assert row["judge"] == "rules"  # the rules judge reads the scene, never a shared scratch file
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_bug19_smaller_items():
     grades = score_one(gt_row(), judge="constant", judge_grades=[7.9, 6, 8, 5, 7])
     assert grades["judge_score"] == pytest.approx(33.9 / 50)  # no int() truncation
