@@ -48,7 +48,7 @@ def is_complete(step: Step) -> bool:
     if not manifest:
         return False
     if step.kind == "update":
-        return bool(manifest.get("complete")) or (out / "config.json").is_file() and (out / "metrics.jsonl").is_file()
+        return bool(manifest.get("complete"))
     parts = manifest.get("parts", {})
     return len(parts) == manifest.get("num_shards", -1) and all((out / p).is_file() for p in parts)
 

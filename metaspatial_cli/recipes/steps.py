@@ -25,6 +25,8 @@ from .spec import Recipe
 
 CONFIG_DIR = "_recipe"
 TURN_STAGES = ("rollout", "render", "score")
+STEPS_MARKER = "# steps"
+"""Separates the config files from the commands in a plan (examples/slurm/submit.sh splits there)."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ def plan_script(recipe: Recipe, sets: list[str]) -> str:
              "set -euo pipefail", f"mkdir -p {shlex.quote(str(recipe.workdir / CONFIG_DIR))}"]
     for path, text in config_files(recipe).items():
         lines += [f"cat > {shlex.quote(str(path))} <<'YAML'", text.rstrip("\n"), "YAML"]
+    lines.append(STEPS_MARKER)
     for step in build_steps(recipe):
         if step.kind == "model":  # built once; an existing model is never overwritten
             lines.append(f"test -e {shlex.quote(str(step.output / 'config.json'))} || {step.command_line()}")
