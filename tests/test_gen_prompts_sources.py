@@ -83,7 +83,7 @@ def test_reference_layouts_are_inside_the_room_and_collision_free():
             assert obj["rotation"]["z_angle"] in (0.0, 90.0, 180.0, 270.0)
             assert room_rect.contains(footprint(obj)), (r["room_id"], obj["new_object_id"])
             z0, z1 = z_range(obj)
-            assert -EPS <= z0 and z1 <= size["z"] + EPS
+            assert z0 >= -EPS and z1 <= size["z"] + EPS
         for i, a in enumerate(objs):
             for b in objs[i + 1:]:
                 area = footprint(a).intersection(footprint(b)).area

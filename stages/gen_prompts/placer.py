@@ -168,8 +168,9 @@ class Placer:
         return None
 
     def in_middle(self, oid: str, item: str, size: tuple[int, int, int], clearance: int,
-                  facing_wall: str | None) -> Placed | None:
-        """Free-standing; keeps `clearance` mm free around it when the room allows, else less."""
+                  facing_wall: str | None, rows: bool = False) -> Placed | None:
+        """Free-standing; keeps `clearance` mm free around it when the room allows, else less.
+        With `rows`, spots lie on a lattice filled front row first (desks of a classroom)."""
         walls = [facing_wall] if facing_wall else self.rng.sample(list(FACING_WALL.values()), 4)
         for margin in (clearance, clearance // 2, 0):
             for wall in walls:
@@ -177,14 +178,29 @@ class Placer:
                 ex, ey = footprint(size, angle)
                 if ex + 2 * margin > self.X or ey + 2 * margin > self.Y:
                     continue
-                for _ in range(12):
-                    x0 = self.rng.randrange(margin, self.X - margin - ex + 1)
-                    y0 = self.rng.randrange(margin, self.Y - margin - ey + 1)
+                starts = self._lattice(ex, ey, margin, angle) if rows else [
+                    (self.rng.randrange(margin, self.X - margin - ex + 1),
+                     self.rng.randrange(margin, self.Y - margin - ey + 1)) for _ in range(12)]
+                for x0, y0 in starts:
                     box = Box(x0, x0 + ex, y0, y0 + ey, 0, size[2])
                     if self.fits(box, oid) and (margin == 0 or self.fits(box.grown(margin), oid)):
                         return self._add(Placed(oid, item, size, angle, box, wall, True, oid, None,
                                                 [("middle of the room", "on")], keepout=box.grown(margin)))
         return None
+
+    def _lattice(self, ex: int, ey: int, margin: int, angle: int) -> list[tuple[int, int]]:
+        """Starts of a centred grid with `margin` free around each spot, the row nearest the faced
+        wall first."""
+        def axis(room: int, ext: int) -> list[int]:
+            pitch = ext + 2 * margin
+            n = (room - 2 * margin - ext) // pitch + 1
+            first = (room - (n - 1) * pitch - ext) // 2
+            return [first + k * pitch for k in range(n)]
+
+        spots = [(x0, y0) for x0 in axis(self.X, ex) for y0 in axis(self.Y, ey)]
+        self.rng.shuffle(spots)
+        dx, dy = DIRECTION[angle]
+        return sorted(spots, key=lambda s: -(s[0] * dx + s[1] * dy))
 
     def on_ceiling(self, oid: str, item: str, size: tuple[int, int, int]) -> Placed | None:
         ex, ey = footprint(size, 0)
@@ -226,8 +242,9 @@ class Placer:
         else:
             y0 = p.y1 + gap if dy > 0 else p.y0 - gap - ey
             boxes = [Box(x0, x0 + ex, y0, y0 + ey, 0, size[2]) for x0 in self._lateral(p.x0, p.x1, ex)]
-        if parent.wall:  # beside a wall object: flush with its wall first (a nightstand by the bed)
-            boxes.sort(key=lambda b: not self._touches(b, parent.wall))
+        wall = parent.wall
+        if wall:  # beside a wall object: flush with its wall first (a nightstand by the bed)
+            boxes.sort(key=lambda b: not self._touches(b, wall))
         for box in boxes:
             if self.fits(box, parent.root):
                 facing = parent.oid if toward else parent.facing

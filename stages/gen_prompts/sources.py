@@ -149,7 +149,8 @@ def layout_size(graph: Any) -> dict[str, float] | None:
     """The room size IDesign's layout elements imply (south wall length, east wall length, wall height)."""
     if not isinstance(graph, list):
         return None
-    walls = {o.get("new_object_id"): o.get("size_in_meters") for o in graph if isinstance(o, dict) and "itemType" in o}
+    walls: dict[Any, Any] = {o.get("new_object_id"): o.get("size_in_meters") for o in graph
+                             if isinstance(o, dict) and "itemType" in o}
     try:
         return {"x": walls["south_wall"]["length"], "y": walls["east_wall"]["length"], "z": walls["south_wall"]["height"]}
     except (KeyError, TypeError):

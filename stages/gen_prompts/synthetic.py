@@ -63,24 +63,27 @@ def room_types() -> list[str]:
 
 
 def keyword_pattern(rooms: dict[str, Any]) -> tuple[re.Pattern[str], dict[str, str]]:
-    """One regex for all room-type keywords (longest first, whole words) and the type of each keyword."""
+    """One regex for all room-type keywords (lower case, longest first, whole words) and the type of
+    each keyword. Match it against lower-cased text: 3-4x faster than a case-insensitive pattern."""
     kind_of = {k.lower(): t for t, spec in rooms.items() for k in spec["keywords"]}
     words = sorted(kind_of, key=len, reverse=True)
-    return re.compile(r"\b(" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE), kind_of
+    return re.compile(r"\b(" + "|".join(re.escape(w) for w in words) + r")\b"), kind_of
 
 
 @cache
-def descriptions_by_type() -> dict[str, list[dict[str, Any]]]:
-    """The descriptions usable for each room type: its keyword comes first, and the room is big enough."""
+def descriptions_by_type() -> dict[str, list[tuple[str, dict[str, float]]]]:
+    """(description, room size) pairs usable for each room type: its keyword comes first in the
+    description, and the room (turned if need be) is big enough for the type."""
     rooms = catalog()[1]
     pattern, kind_of = keyword_pattern(rooms)
-    pools: dict[str, list[dict[str, Any]]] = {t: [] for t in rooms}
+    pools: dict[str, list[tuple[str, dict[str, float]]]] = {t: [] for t in rooms}
     for entry in json.loads((DATA / "room_descriptions.json").read_text(encoding="utf-8")):
-        found = pattern.search(entry["description"])
+        found = pattern.search(entry["description"].lower())
         if found:
-            kind = kind_of[found.group(1).lower()]
-            if fitted_size(entry["size"], rooms[kind]["min_size"]) is not None:
-                pools[kind].append(entry)
+            kind = kind_of[found.group(1)]
+            size = fitted_size(entry["size"], rooms[kind]["min_size"])
+            if size is not None:
+                pools[kind].append((entry["description"], size))
     return pools
 
 
@@ -172,7 +175,7 @@ class RoomBuilder:
             return p.in_corner(oid, item, size)
         if place == "middle":
             facing = self.wall_of(slot.get("faces"))
-            return p.in_middle(oid, item, size, mm(slot.get("clearance", 0.6)), facing)
+            return p.in_middle(oid, item, size, mm(slot.get("clearance", 0.6)), facing, slot.get("rows", False))
         walls = self.rng.sample(list(OPPOSITE), 4)
         opposite = self.wall_of(slot.get("opposite"))
         if opposite:
@@ -217,8 +220,7 @@ def make_room(seed: int, index: int) -> dict[str, Any]:
     kind = room_type_for(seed, index)
     furniture, rooms = catalog()
     spec = rooms[kind]
-    entry = rng.choice(descriptions_by_type()[kind])
-    size = fitted_size(entry["size"], spec["min_size"])
+    description, size = rng.choice(descriptions_by_type()[kind])
     room = (mm(size["x"]), mm(size["y"]), mm(size["z"]))
     best: list[Placed] = []
     for _ in range(ATTEMPTS):
@@ -230,7 +232,6 @@ def make_room(seed: int, index: int) -> dict[str, Any]:
     style = rng.choice(furniture["styles"])
     objects = [to_idesign(o, style if rng.random() < 0.8 else rng.choice(furniture["styles"]),
                           rng.choice(furniture["items"][o.item]["materials"])) for o in best]
-    description = entry["description"]
     return {
         "room_id": f"synthetic-s{seed}-{index:06d}", "description": description, "room_type": kind,
         "preference": f"{description} {rng.choice(spec['preferences'])}", "room_size": size,
