@@ -85,7 +85,8 @@ class Open3dBackend:
             self._renderer = rendering.OffscreenRenderer(pixels, pixels)
         except Exception as err:
             raise UserError(f"--backend open3d: cannot create an offscreen renderer ({err})") from None
-        self._renderer.scene.set_background(np.array([*BACKGROUND, 255]) / 255.0)
+        # Open3D darkens the background colour as if it were sRGB going to linear; pre-brighten it.
+        self._renderer.scene.set_background((np.array([*BACKGROUND, 255]) / 255.0) ** (1 / 2.2))
         self._renderer.scene.view.set_post_processing(False)
         self._renderer.scene.view.set_antialiasing(True)
         self._material = rendering.MaterialRecord()
@@ -97,9 +98,8 @@ class Open3dBackend:
         mesh = o3d.geometry.TriangleMesh()
         mesh.vertices = o3d.utility.Vector3dVector(soup.tris.reshape(-1, 3).astype(np.float64))
         mesh.triangles = o3d.utility.Vector3iVector(np.arange(len(soup.tris) * 3, dtype=np.int32).reshape(-1, 3))
-        # Filament treats vertex colours as linear and converts to sRGB on output; undo that.
-        linear = (np.repeat(soup.colours, 3, axis=0) / 255.0) ** 2.2
-        mesh.vertex_colors = o3d.utility.Vector3dVector(linear)
+        # With post-processing off, the unlit shader writes vertex colours as they are (sRGB in, sRGB out).
+        mesh.vertex_colors = o3d.utility.Vector3dVector(np.repeat(soup.colours, 3, axis=0) / 255.0)
         scene = self._renderer.scene
         scene.clear_geometry()
         scene.add_geometry("room", mesh, self._material)

@@ -15,12 +15,12 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import UserError
-from .plan import draw_plan
 from .assets import AssetLibrary
 from .backends import Backend, make_backend
 from .camera import PLAN_VIEWS, VIEWS, fit_camera
 from .layout import Arrangement
 from .overlay import annotate
+from .plan import draw_plan
 from .scene3d import frame_points, view_soup
 
 

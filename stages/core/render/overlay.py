@@ -8,10 +8,9 @@ import textwrap
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .plan import font as load_font
-
 from .camera import Camera
 from .layout import Arrangement
+from .plan import font as load_font
 
 TEXT = (36, 36, 44)
 ALERT = (200, 40, 40)

@@ -16,9 +16,9 @@ from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ..scene import RoomSize
 from .layout import STATUS_TEXT, Arrangement, Item
 from .palette import KIND_COLOURS, shade
-from ..scene import RoomSize
 
 BACKGROUND = (246, 246, 244)
 FLOOR = (226, 210, 184)
@@ -180,17 +180,17 @@ class _PlanFrame:
 
     def cross(self, pen: ImageDraw.ImageDraw) -> None:
         room = self.arr.room
-        (l, t), (r, b) = self.big(0, room.y), self.big(room.x, 0)
-        pen.line([(l, t), (r, b)], fill=ALERT, width=2 * self.unit)
-        pen.line([(l, b), (r, t)], fill=ALERT, width=2 * self.unit)
+        (left, top), (right, bottom) = self.big(0, room.y), self.big(room.x, 0)
+        pen.line([(left, top), (right, bottom)], fill=ALERT, width=2 * self.unit)
+        pen.line([(left, bottom), (right, top)], fill=ALERT, width=2 * self.unit)
 
     def no_layout_text(self, pen: ImageDraw.ImageDraw, reason: str | None) -> None:
         room = self.arr.room
-        (l, t), (r, b) = self.px(0, room.y), self.px(room.x, 0)
+        (left, top), (right, bottom) = self.px(0, room.y), self.px(room.x, 0)
         big = font(int(self.font.size * 1.8))
-        cx, cy = (l + r) / 2, (t + b) / 2
+        cx, cy = (left + right) / 2, (top + bottom) / 2
         pad = self.font.size * 0.5
-        lines = textwrap.wrap(reason or "", width=max(20, int((r - l) / (self.font.size * 0.55))))[:3]
+        lines = textwrap.wrap(reason or "", width=max(20, int((right - left) / (self.font.size * 0.55))))[:3]
         title = pen.textbbox((cx, cy), "NO VALID LAYOUT", font=big, anchor="mm")
         text = "\n".join(lines)
         body = pen.multiline_textbbox((cx, title[3] + pad), text, font=self.font, anchor="ma",
