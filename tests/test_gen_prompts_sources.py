@@ -307,3 +307,10 @@ def test_bad_idesign_inputs_exit_2(tmp_path):
     code, log = cli("gen-prompts", "--source", "idesign", "--input", scenes, "--sizes", sizes, "--output", tmp_path / "out")
     assert code == 2 and "disagrees with the layout elements" in " ".join(log.split()), log
     assert not (tmp_path / "out").exists()
+
+
+def test_hub_dataset_that_cannot_be_loaded_exits_2(tmp_path):
+    code, log = cli("gen-prompts", "--source", "hf", "--dataset", "zhenyupan/3d_layout_reasoning", "--split", "train",
+                    "--output", tmp_path / "out")  # the tests run offline (HF_HUB_OFFLINE=1)
+    assert code == 2 and "--dataset zhenyupan/3d_layout_reasoning --split train: could not load" in " ".join(log.split())
+    assert not (tmp_path / "out").exists()
