@@ -84,6 +84,17 @@ def _has_field(recipe: Recipe, stage: str, name: str) -> bool:
     return name in recipe.config_classes[stage].model_fields
 
 
+def _rollout_flags(recipe: Recipe, model: str, turn: int) -> list[str]:
+    """The model, the turn, and for later turns one continuation per trajectory: the section's `n` is
+    the group size of turn 1 (n × n × n samples over three turns is never what a recipe means)."""
+    flags = ["--model", model]
+    if _has_field(recipe, "rollout", "turn"):
+        flags += ["--turn", str(turn)]
+    if turn > 1 and "n" in recipe.sections["rollout"]:
+        flags += ["--n", "1"]
+    return flags
+
+
 def build_steps(recipe: Recipe) -> list[Step]:
     """Every step of the recipe in execution order."""
     wd = recipe.workdir
@@ -100,7 +111,7 @@ def build_steps(recipe: Recipe) -> list[Step]:
             for stage in (s for s in TURN_STAGES if s in recipe.stages):
                 extra = []
                 if stage == "rollout":
-                    extra = ["--model", model] + (["--turn", str(turn)] if _has_field(recipe, stage, "turn") else [])
+                    extra = _rollout_flags(recipe, model, turn)
                 name = f"iter-{iteration:03d}/turn-{turn}/{stage}"
                 steps.append(_stage_step(recipe, stage, name, idir / f"turn-{turn}" / stage, source, extra))
                 source = steps[-1].output
