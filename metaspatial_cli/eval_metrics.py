@@ -19,13 +19,13 @@ from stages.core.scene import Scene
 
 # (column in the table, heading, score column averaged or None for answer-derived metrics)
 METRICS = [
-    ("format_valid", "format valid", None),
-    ("object_set_match", "object-set match", None),
-    ("collision_ratio", "collision ratio ↓", "collision_ratio"),
-    ("out_of_bounds_ratio", "out-of-bounds ratio ↓", "out_of_bounds_ratio"),
-    ("constraint_ratio", "constraint violation ratio ↓", "constraint_ratio"),
-    ("judge_score", "judge score", "judge_score"),
-    ("format_reward", "format reward", "format_reward"),
+    ("format_valid", "format ok", None),
+    ("object_set_match", "objects ok", None),
+    ("collision_ratio", "collide↓", "collision_ratio"),
+    ("out_of_bounds_ratio", "outside↓", "out_of_bounds_ratio"),
+    ("constraint_ratio", "violate↓", "constraint_ratio"),
+    ("judge_score", "judge", "judge_score"),
+    ("format_reward", "fmt rwd", "format_reward"),
     ("reward", "reward", "reward"),
 ]
 
@@ -93,12 +93,16 @@ def print_table(table: list[dict[str, Any]], cfg: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    view = Table(title=f"held-out rooms: {cfg.rooms} (split {cfg.split or 'all'}), n={cfg.n}")
+    view = Table(title=f"held-out rooms: {cfg.rooms} (split {cfg.split or 'all'}), n={cfg.n}",
+                 caption="format ok: share of exact answers; objects ok: every object placed once; "
+                 "↓ lower is better")
     for heading in ["model", "rooms", "samples", *[h for _, h, _ in METRICS]]:
         view.add_column(heading, justify="left" if heading == "model" else "right")
     for row in table:
         cells = [row["model"], row["rooms"], row["samples"], *[row[k] for k, _, _ in METRICS]]
         cells[-1] = f"{_cell(row['reward'])} ± {_cell(row['reward_sem'])}"
         view.add_row(*[_cell(c) for c in cells])
-    Console().print(view)
+    console = Console()
+    console.width = max(console.width, 120)  # keep the columns readable when printed to a log
+    console.print(view)
     Console(stderr=True).print(f"wrote {cfg.output / 'eval.csv'} and {cfg.output / 'eval.md'}", highlight=False)
