@@ -51,13 +51,31 @@ _OBJECTS = ("sofa", "chair", "table", "desk", "bed", "lamp", "shelf", "cabinet",
             "bench", "wardrobe", "dresser", "nightstand", "bookshelf", "armchair", "mirror")
 
 
+def _scene_object(rng: random.Random) -> dict:
+    """An IDesign-style object, as prompts list them."""
+    walls = ("south_wall", "north_wall", "east_wall", "west_wall", "middle of the room")
+    return {"new_object_id": f"{rng.choice(_OBJECTS)}_{rng.randint(1, 4)}", "style": rng.choice(_WORDS).capitalize(),
+            "material": rng.choice(("Wood", "Metal", "Glass", "Fabric", "Leather", "Oak", "Walnut", "Plastic")),
+            "size_in_meters": {"length": round(rng.uniform(0.2, 3), 2), "width": round(rng.uniform(0.2, 2), 2),
+                               "height": round(rng.uniform(0.1, 2.5), 2)},
+            "is_on_the_floor": rng.random() < 0.8, "facing": rng.choice(walls),
+            "placement": {"room_layout_elements": [{"layout_element_id": rng.choice(walls),
+                                                    "preposition": rng.choice(("on", "in the corner"))}],
+                          "objects_in_room": [{"object_id": f"{rng.choice(_OBJECTS)}_1", "is_adjacent": True,
+                                               "preposition": rng.choice(("on", "left of", "right of", "in front",
+                                                                          "behind", "under", "above"))}]},
+            "rotation": {"z_angle": rng.choice((0.0, 90.0, 180.0, 270.0))}}
+
+
 def synthetic_corpus(seed: int, lines: int = 3000) -> list[str]:
     """Deterministic text in the shape the model will see: prose, object ids, layout JSON, tags."""
     rng = random.Random(seed)
     out = []
     for _ in range(lines):
         kind = rng.random()
-        if kind < 0.45:
+        if kind < 0.3:
+            out.append(json.dumps(_scene_object(rng)))
+        elif kind < 0.55:
             out.append(" ".join(rng.choice(_WORDS) for _ in range(rng.randint(6, 20))).capitalize() + ".")
         elif kind < 0.85:
             items = [{"new_object_id": f"{rng.choice(_OBJECTS)}_{rng.randint(1, 4)}",

@@ -1,0 +1,183 @@
+"""Sample layouts from a vision-language model (transformers, vLLM or an OpenAI-compatible API).
+
+Reads a prompt dataset (turn 1) or the scored dataset of turn k (turn k+1) and writes one row per
+sample: the input row's columns, the response and its tokens, and the ids that tie samples into
+groups (same prompt) and trajectories (same sample across turns).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import pyarrow as pa
+from pydantic import Field, model_validator
+
+from stages.core import dataset as ds
+from stages.core import vlm
+from stages.core.config import StageConfig
+from stages.core.errors import UserError
+from stages.core.stage import Context, Stage, console, run_stage
+
+from . import samples
+from .guided import row_grammar
+
+
+class Config(StageConfig):
+    model: str
+    """Model: a local directory (e.g. from `metaspatial make-model` or `update`, LoRA adapters too), a
+    Hugging Face hub name, or for --backend openai the served model's name."""
+    backend: Literal["transformers", "vllm", "openai"] = "transformers"
+    """Sampling engine: transformers (CPU/GPU), vllm (offline engine) or openai (any compatible server)."""
+    turn: int = Field(default=1, ge=1)
+    """Turn to sample. 1 reads prompts; k+1 reads the scored dataset of turn k and refines each trajectory."""
+    n: int | None = Field(default=None, ge=1)
+    """Samples per input row (default: 4 for turn 1, 1 for later turns; more than 1 branches trajectories)."""
+    temperature: float = Field(default=1.0, ge=0.0)
+    """Sampling temperature; 0 decodes greedily."""
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    """Nucleus sampling: keep the smallest token set with this much probability."""
+    max_new_tokens: int = Field(default=1024, ge=1)
+    """Maximum tokens per response; longer responses stop with finish_reason 'length'."""
+    seed: int = 0
+    """Random seed; the same seed and settings sample the same responses (transformers, vllm)."""
+    logprobs: bool = False
+    """Record each response token's log-probability (column response_logprobs)."""
+    guided: bool = False
+    """Constrain responses to <think>free text</think> then <answer>the row's layout JSON</answer>: every
+    object exactly once, every centre inside the room."""
+    guided_think_chars: int = Field(default=1500, ge=0)
+    """With --guided: the most characters of reasoning before the answer is forced."""
+    render_view: Literal["perspective", "topdown"] = "perspective"
+    """Turn 2+: which render of the previous layout the prompt shows (column render_<view>)."""
+    batch_size: int = Field(default=16, ge=1)
+    """transformers: sequences generated together (sorted by prompt length)."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """transformers/vllm: weight dtype (auto: the checkpoint's)."""
+    device: str | None = None
+    """transformers: torch device (default: cuda if available, else cpu)."""
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    """vllm: GPUs each model replica is split over."""
+    data_parallel_size: int = Field(default=1, ge=1)
+    """vllm: model replicas on this node (for more nodes, use --num-shards)."""
+    gpu_memory_utilization: float = Field(default=0.9, gt=0.0, le=1.0)
+    """vllm: share of each GPU's memory the engine may use."""
+    max_model_len: int | None = Field(default=None, ge=1)
+    """vllm: context length to reserve (default: the model's)."""
+    enforce_eager: bool = False
+    """vllm: skip CUDA graphs / torch.compile (faster start, slower sampling)."""
+    base_url: str | None = None
+    """openai: server URL, e.g. http://127.0.0.1:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI)."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """openai: name of the environment variable holding the API key (keys are never passed as flags)."""
+    concurrency: int = Field(default=8, ge=1)
+    """openai: requests in flight at once."""
+    timeout: float = Field(default=120.0, gt=0.0)
+    """openai: seconds before a request is abandoned (then retried)."""
+    max_retries: int = Field(default=3, ge=0)
+    """openai: retries of a failed request (with backoff) before the sample is recorded as an error."""
+
+    RUN_FIELDS: ClassVar[tuple[str, ...]] = StageConfig.RUN_FIELDS + (
+        "device", "concurrency", "timeout", "max_retries", "api_key_env", "gpu_memory_utilization")
+
+    @model_validator(mode="after")
+    def _backend_options(self) -> Config:
+        if self.backend != "vllm" and (self.tensor_parallel_size > 1 or self.data_parallel_size > 1):
+            raise ValueError("--tensor-parallel-size/--data-parallel-size apply to --backend vllm only")
+        if self.backend == "openai" and self.logprobs:
+            raise ValueError("--logprobs needs token ids, which chat APIs do not return; use transformers or vllm")
+        return self
+
+
+COLUMNS = [
+    pa.field("sample_id", pa.string()), pa.field("group_id", pa.string()), pa.field("sample_index", pa.int64()),
+    pa.field("turn", pa.int64()), pa.field("trajectory_id", pa.string()), pa.field("response", pa.string()),
+    pa.field("model", pa.string()), pa.field("backend", pa.string()), pa.field("num_response_tokens", pa.int64()),
+    pa.field("finish_reason", pa.string()), pa.field("history", pa.string()),
+    pa.field("prompt_image", pa.string()), pa.field("messages", pa.string()),
+    pa.field("num_prompt_tokens", pa.int64()), pa.field("response_token_ids", pa.list_(pa.int64())),
+    pa.field("response_logprobs", pa.list_(pa.float32())), pa.field("temperature", pa.float64()),
+]
+
+
+def _plan(row: dict[str, Any], cfg: Config) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict]]:
+    """(sample identities, chat with image refs, history) for one input row."""
+    history = samples.history_of(row, cfg)
+    messages = vlm.build_messages(row["prompt"], row.get("image"), history)
+    return samples.sample_ids(row, cfg), messages, history
+
+
+def make_processor(cfg: Config, ctx: Context):
+    from .backends import Request, make_backend
+
+    backend = make_backend(cfg)
+
+    def process(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        start = time.time()
+        plans = [_plan(row, cfg) for row in rows]
+        requests = [Request(messages=samples.with_images(messages, ctx.input_dir), n=len(ids),
+                            seed=samples.request_seed(cfg.seed, ids[0]["sample_id"]),
+                            grammar=row_grammar(row, cfg.guided_think_chars, "row") if cfg.guided else None)
+                    for row, (ids, messages, _) in zip(rows, plans, strict=True)]
+        results = backend.generate(requests)
+        out = []
+        for row, (ids, messages, history), completions in zip(rows, plans, results, strict=True):
+            kept = {k: v for k, v in row.items() if k not in samples.SCORED_COLUMNS}
+            for ident, c in zip(ids, completions, strict=True):
+                out.append({**kept, **ident, "response": c.text, "model": cfg.model, "backend": cfg.backend,
+                            "num_response_tokens": c.num_tokens, "finish_reason": c.finish_reason,
+                            "history": json.dumps(history, ensure_ascii=False),
+                            "prompt_image": vlm.message_images(messages)[0] if vlm.message_images(messages) else None,
+                            "messages": samples.stored_messages(messages), "num_prompt_tokens": c.num_prompt_tokens,
+                            "response_token_ids": c.token_ids or None, "response_logprobs": c.logprobs,
+                            "temperature": cfg.temperature})
+        _link_shown_images(out, ctx)
+        _report(out, time.time() - start)
+        return out
+
+    return process
+
+
+def _link_shown_images(rows: list[dict[str, Any]], ctx: Context) -> None:
+    """The renders a follow-up prompt shows come from the input dataset; keep them next to the rows."""
+    if ctx.input_dir is None:
+        return
+    for ref in {r["prompt_image"] for r in rows if ds.is_image_ref(r.get("prompt_image"))}:
+        ds.link_image(ctx.input_dir, ctx.output_dir, ref)
+
+
+def _report(rows: list[dict[str, Any]], seconds: float) -> None:
+    tokens = sum(r["num_response_tokens"] or 0 for r in rows)
+    seconds = max(seconds, 1e-9)
+    console.print(f"rollout: {len(rows)} samples, {tokens} tokens in {seconds:.1f} s "
+                  f"({len(rows) / seconds:.2f} samples/s, {tokens / seconds:.0f} tokens/s)", highlight=False)
+
+
+STAGE = Stage(name="rollout", config_class=Config, adds=COLUMNS, make_processor=make_processor,
+              needs=samples.TURN1_NEEDS, drops=samples.SCORED_COLUMNS, unit="prompts")
+
+
+def check_input(cfg: Config) -> None:
+    """Everything that can be checked before a model loads or a file is written."""
+    if cfg.input is None:
+        raise UserError("rollout: --input is required (a prompt dataset, or a scored dataset for --turn 2+)")
+    table = ds.read_table(cfg.input)
+    ds.require_columns(table, samples.needed_columns(cfg), cfg.input)
+    if cfg.guided:
+        ds.require_columns(table, ["scene", "room_x", "room_y", "room_z"], cfg.input)
+    rows = table.slice(0, cfg.max_rows).to_pylist() if cfg.max_rows else table.to_pylist()
+    for i, row in enumerate(rows):
+        samples.check_row(row, i, cfg, cfg.input)
+    if cfg.backend != "openai":
+        local = Path(cfg.model)
+        if not local.exists() and (cfg.model.startswith(("/", ".", "~")) or cfg.model.count("/") > 1):
+            raise UserError(f"--model: {cfg.model} is neither a model directory nor a hub name (org/name)")
+
+
+def run(cfg: Config) -> Path:
+    if not isinstance(cfg, Config):
+        raise UserError("rollout: expected a rollout.Config")
+    check_input(cfg)
+    return run_stage(STAGE, cfg)

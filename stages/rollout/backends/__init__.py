@@ -1,0 +1,71 @@
+"""The sampling backends behind one interface: chats in, `n` completions per chat out.
+
+- `transformers` (default): `model.generate` in batches, on CPU or GPU; xgrammar for --guided.
+- `vllm`: vLLM's offline `LLM` engine (tensor parallel, multimodal, structured outputs).
+- `openai`: any OpenAI-compatible chat-completions server (vLLM's, hosted models).
+
+A backend is built once per process (it loads the model) and then called chunk by chunk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass
+class Request:
+    """One chat to sample `n` completions for. Image payloads in `messages` are RGB PIL images."""
+
+    messages: list[dict[str, Any]]
+    n: int
+    seed: int
+    """Seed of this request's samples (derived from --seed and the sample ids)."""
+    grammar: str | None = None
+    """xgrammar EBNF the whole response must match (--guided), else None."""
+
+
+@dataclass
+class Completion:
+    text: str
+    token_ids: list[int] = field(default_factory=list)
+    """The sampled tokens, including the stop token when the model stopped (empty when unknown)."""
+    finish_reason: str = "stop"
+    """`stop` (end of turn), `length` (hit --max-new-tokens) or `error` (the server failed; see text)."""
+    logprobs: list[float] | None = None
+    """Per-token log-probabilities under the sampling temperature, when --logprobs."""
+    num_prompt_tokens: int | None = None
+    num_tokens: int | None = None
+    """Response length in tokens (default: len(token_ids); servers report it as usage)."""
+    error: str | None = None
+    """Why the sample failed (finish_reason `error`); printed, not stored."""
+
+    def __post_init__(self) -> None:
+        if self.num_tokens is None and self.token_ids:
+            self.num_tokens = len(self.token_ids)
+
+
+class Backend(Protocol):
+    name: str
+    model_name: str
+
+    def generate(self, requests: list[Request]) -> list[list[Completion]]:
+        """`requests[i].n` completions for each request, in order."""
+
+    def close(self) -> None:
+        """Release the model or connections."""
+
+
+def make_backend(cfg: Any) -> Backend:
+    """The backend the config names (imports only that backend's libraries)."""
+    if cfg.backend == "transformers":
+        from .hf import TransformersBackend
+
+        return TransformersBackend(cfg)
+    if cfg.backend == "vllm":
+        from .vllm_engine import VLLMBackend
+
+        return VLLMBackend(cfg)
+    from .openai_api import OpenAIBackend
+
+    return OpenAIBackend(cfg)

@@ -1,0 +1,105 @@
+"""From input rows to sampling requests and back to output rows: ids, groups, turns, history.
+
+Turn 1 reads prompt rows; each becomes `n` samples of one group (`group_id` = prompt id + turn),
+each sample the start of a trajectory. Turn k+1 reads turn k's scored rows; each row (one
+trajectory) becomes `n` continuations (default 1) whose prompt adds the previous answer, its reward
+and feedback and shows its render. A group is always a set of samples of one identical prompt (what
+GRPO compares); a continuation keeps its trajectory id, branches get `<trajectory>.<i>`.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+from typing import Any
+
+from stages.core import vlm
+from stages.core.errors import UserError
+
+from .guided import row_grammar
+
+# Columns of the previous turn's render and score stages that describe that turn's sample, not
+# this one's: they are not carried to a new turn (their values live on in `history`).
+SCORED_COLUMNS = [
+    "layout", "parse_error", "render_topdown", "render_perspective", "reward", "format_reward",
+    "collision_ratio", "constraint_ratio", "out_of_bounds_ratio", "judge_score", "judge_grades", "judge",
+    "judge_error", "return", "feedback",
+]
+TURN1_NEEDS = ["prompt_id", "prompt"]
+FOLLOWUP_NEEDS = ["prompt_id", "prompt", "trajectory_id", "turn", "response", "reward", "feedback"]
+
+
+def samples_per_row(cfg: Any) -> int:
+    """--n, else 4 for turn 1 (a GRPO group) and 1 for later turns (continue each trajectory)."""
+    return cfg.n if cfg.n is not None else (4 if cfg.turn == 1 else 1)
+
+
+def render_column(cfg: Any) -> str:
+    return f"render_{cfg.render_view}"
+
+
+def needed_columns(cfg: Any) -> list[str]:
+    return TURN1_NEEDS if cfg.turn == 1 else [*FOLLOWUP_NEEDS, render_column(cfg)]
+
+
+def history_of(row: dict[str, Any], cfg: Any) -> list[dict[str, Any]]:
+    """The trajectory's turns so far; for turn k+1, turn k's row appended as the latest entry."""
+    if cfg.turn == 1:
+        return []
+    feedback = row.get("feedback")
+    if isinstance(feedback, str):
+        feedback = json.loads(feedback) if feedback.strip() else None
+    return [*vlm.parse_history(row.get("history")), {
+        "turn": row["turn"], "response": row.get("response") or "", "reward": row.get("reward"),
+        "feedback": feedback, "image": row.get(render_column(cfg)),
+    }]
+
+
+def check_row(row: dict[str, Any], index: int, cfg: Any, where: Path) -> None:
+    """Fail on a row this turn cannot use, naming it (called on every row before anything runs)."""
+    at = f"{where}, row {index}"
+    if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
+        raise UserError(f"{at}, field prompt: must be a non-empty string")
+    if row.get("prompt_id") is None:
+        raise UserError(f"{at}, field prompt_id: missing")
+    if cfg.turn > 1:
+        if row.get("turn") != cfg.turn - 1:
+            raise UserError(f"{at}, field turn: is {row.get('turn')!r}, but --turn {cfg.turn} continues turn "
+                            f"{cfg.turn - 1} (pass the scored dataset of turn {cfg.turn - 1})")
+        try:
+            history_of(row, cfg)
+        except (json.JSONDecodeError, TypeError, AttributeError) as err:
+            raise UserError(f"{at}, field history/feedback: not valid JSON ({err})") from None
+    if cfg.guided:
+        row_grammar(row, cfg.guided_think_chars, at)
+
+
+def request_seed(base_seed: int, sample_id: str) -> int:
+    return zlib.crc32(f"{base_seed}/{sample_id}".encode()) & 0x7FFFFFFF
+
+
+def sample_ids(row: dict[str, Any], cfg: Any) -> list[dict[str, Any]]:
+    """The identity columns of the row's `n` samples."""
+    n, turn = samples_per_row(cfg), cfg.turn
+    if turn == 1:
+        group = f"{row['prompt_id']}-t1"
+        trajectories = [f"{row['prompt_id']}-s{i}" for i in range(n)]
+    else:
+        previous = str(row["trajectory_id"])
+        group = f"{previous}-t{turn}"
+        trajectories = [previous] if n == 1 else [f"{previous}.{i}" for i in range(n)]
+    return [{"sample_id": f"{t}-t{turn}", "group_id": group, "sample_index": i, "turn": turn, "trajectory_id": t}
+            for i, t in enumerate(trajectories)]
+
+
+def stored_messages(messages: list[dict[str, Any]]) -> str:
+    """The chat as JSON, image payloads as their dataset-relative paths."""
+    return json.dumps(messages, ensure_ascii=False)
+
+
+def with_images(messages: list[dict[str, Any]], dataset_dir: Path | None) -> list[dict[str, Any]]:
+    """A copy of the chat whose image references are opened as PIL images."""
+    return [{**m, "content": [{**p, "image": vlm.open_image(dataset_dir, p["image"])} if p.get("type") == "image"
+                              else p for p in m["content"]]} if isinstance(m["content"], list) else m
+            for m in messages]
