@@ -139,13 +139,13 @@ def test_relations_use_idesign_prepositions_and_hold_in_the_reference_layout():
                 assert abs(z_range(obj)[0]) < EPS
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 10**6), index=st.integers(0, 10**5))
 def test_any_room_is_valid_and_reproducible(seed, index):
     room = synthetic.make_room(seed, index)
     assert room == synthetic.make_room(seed, index)
     record = synthetic.room_record(room, "hypothesis room", "synthetic")  # full scene validation
-    assert len(objects(record)) >= 4
+    assert 5 <= len(objects(record)) <= 20
 
 
 def test_cli_synthetic_rooms_have_reference_layouts(tmp_path):

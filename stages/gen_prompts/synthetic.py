@@ -25,6 +25,8 @@ from .sources import room_record
 
 DATA = Path(__file__).parent / "data"
 MIN_OBJECTS, MAX_OBJECTS = 5, 20
+MIN_CEILING = 2.2
+"""Metres; descriptions of lower rooms are not used."""
 ATTEMPTS = 6
 """Fresh placements tried per room before settling for fewer than MIN_OBJECTS objects."""
 
@@ -88,8 +90,11 @@ def descriptions_by_type() -> dict[str, list[tuple[str, dict[str, float]]]]:
 
 
 def fitted_size(size: dict[str, float], min_size: list[float]) -> dict[str, float] | None:
-    """The size, turned by 90 degrees if that makes it fit the minimum floor; None if neither way fits."""
+    """The size, turned by 90 degrees if that makes it fit the minimum floor; None if neither way
+    fits or the ceiling is too low for furniture (a few entries of the data have z = 0)."""
     lo_x, lo_y = min_size
+    if size["z"] < MIN_CEILING:
+        return None
     if size["x"] >= lo_x and size["y"] >= lo_y:
         return dict(size)
     if size["y"] >= lo_x and size["x"] >= lo_y:
