@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from update_data import scored_rows, tiny_model_dir, write_dataset
 
 from metaspatial_cli.app import app
+from stages.core.errors import UserError
 from stages.update.groups import load_groups, select_rows, zero_variance
 
 runner = CliRunner()
@@ -59,7 +60,7 @@ def test_single_sample_groups_are_refused(tmp_path):
     rows = rows_for(tmp_path, groups=3, group_size=1)
     result = run_cli(*update_args(write_dataset(tmp_path / "scores", rows), tmp_path / "out"))
     assert result.exit_code == 2
-    assert "g0, g1, g2 have a single sample" in " ".join(result.output.split())
+    assert "g0, g1, g2 (by column group_id) have a single sample" in " ".join(result.output.split())
 
 
 def test_uneven_groups_are_refused(tmp_path):
@@ -69,12 +70,12 @@ def test_uneven_groups_are_refused(tmp_path):
     assert "groups differ in size" in " ".join(result.output.split())
 
 
-def test_group_with_two_prompts_is_refused(tmp_path):
+def test_missing_group_values_are_named(tmp_path):
     rows = rows_for(tmp_path)
-    rows[1]["prompt"] = "another room"
+    rows[3]["group_id"] = None
     result = run_cli(*update_args(write_dataset(tmp_path / "scores", rows), tmp_path / "out"))
     assert result.exit_code == 2
-    assert "g0" in result.output and "different prompt" in " ".join(result.output.split())
+    assert "group_id (which forms the groups) is missing or empty in row(s) 3" in " ".join(result.output.split())
 
 
 def test_batch_must_hold_whole_groups(tmp_path):
@@ -109,13 +110,17 @@ def test_too_long_groups_are_counted_then_skipped(tmp_path_factory, tmp_path):
 
 
 def multi_turn_rows() -> list[dict]:
-    """Four trajectories over two turns, in groups of two per turn (a turn-1 group shares its history)."""
+    """Two rooms x two trajectories x two turns, as rollout writes them: turn 1 samples a group per
+    room; turn 2 continues each trajectory once (a group of one, with its own history)."""
     rows = []
     for traj in range(4):
-        for turn in range(2):
-            rows.append({"prompt": "room", "image": None, "history": None if turn == 0 else f"h{traj // 2}",
-                         "response": f"answer {traj} {turn}", "group_id": f"t{turn}-{traj // 2}",
-                         "turn": turn, "trajectory_id": f"traj{traj}", "reward": float(turn + traj),
+        room = f"room{traj // 2}"
+        for turn in (1, 2):
+            rows.append({"prompt_id": room, "prompt": room, "image": None,
+                         "history": None if turn == 1 else f'[{{"turn": 1, "response": "a{traj}"}}]',
+                         "response": f"answer {traj} {turn}",
+                         "group_id": f"{room}-t1" if turn == 1 else f"{room}-s{traj}-t2",
+                         "turn": turn, "trajectory_id": f"{room}-s{traj}", "reward": float(turn + traj),
                          "return": 10.0 + traj, "split": "train"})
     return rows
 
@@ -123,16 +128,19 @@ def multi_turn_rows() -> list[dict]:
 def test_final_turn_of_each_trajectory_is_selected():
     rows = multi_turn_rows()
     final = select_rows(rows, "final", "train", Path("d"))
-    assert [(rows[i]["trajectory_id"], rows[i]["turn"]) for i in final] == [(f"traj{t}", 1) for t in range(4)]
+    assert [(rows[i]["trajectory_id"], rows[i]["turn"]) for i in final] == [
+        ("room0-s0", 2), ("room0-s1", 2), ("room1-s2", 2), ("room1-s3", 2)]
     assert select_rows(rows, "every", "train", Path("d")) == list(range(len(rows)))
 
 
-def test_groups_use_the_chosen_reward_column(tmp_path):
+def test_final_turns_compare_the_trajectories_of_a_room(tmp_path):
     data = write_dataset(tmp_path / "mt", multi_turn_rows())
     groups = load_groups(data, "final", "return", "train")
-    assert {g.group_id: g.rewards for g in groups} == {"t1-0": [10.0, 11.0], "t1-1": [12.0, 13.0]}
-    every = load_groups(data, "every", "reward", "train")
-    assert sorted(g.group_id for g in every) == ["t0-0", "t0-1", "t1-0", "t1-1"]
+    assert {g.group_id: g.rewards for g in groups} == {"room0": [10.0, 11.0], "room1": [12.0, 13.0]}
+    assert [s.history for s in groups[0].samples] == ['[{"turn": 1, "response": "a0"}]',
+                                                      '[{"turn": 1, "response": "a1"}]']
+    with pytest.raises(UserError, match="single sample"):
+        load_groups(data, "every", "reward", "train")  # the turn-2 groups hold one continuation each
 
 
 def test_split_filter_and_zero_variance(tmp_path):

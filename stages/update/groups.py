@@ -1,9 +1,10 @@
 """From a scored rollout dataset to GRPO groups, with every input problem found before training.
 
-GRPO compares the samples that share a prompt: their advantages are their rewards relative to the
-group's. A group here is the rows with one `group_id` (the prompt, image and history they were all
-sampled from). Multi-turn datasets are trained on the final turn of each trajectory with its
-return by default (the paper), or on every turn with each row's own return.
+GRPO compares samples drawn for one task: their advantages are their rewards relative to the
+group's. Single-turn data, and `--turns every`, group rows by `group_id` (the samples of one
+prompt). Multi-turn data is trained by default on the final turn of each trajectory with its
+return (the paper): the trajectories of one room are compared, so those rows are grouped by
+`prompt_id`, each with its own prompt (its own history and render). `--group-by` overrides both.
 
 Everything here is plain Python over the rows, so a bad dataset fails in a fraction of a second
 with a message naming the rows and groups, before a model is loaded.
@@ -20,17 +21,19 @@ from typing import Any
 from stages.core import dataset as ds
 from stages.core.errors import UserError, where
 
-REQUIRED = ["prompt", "response", "group_id"]
-# Columns that, when present, must agree among the samples of a group (they make up the prompt).
-PROMPT_COLUMNS = ("prompt", "image", "history")
+REQUIRED = ["prompt", "response"]
 SHOWN = 5  # how many offending rows/groups an error message lists
 
 
 @dataclass
 class Sample:
-    """One stored completion: the exact tokens sampled (when known), its text and its reward."""
+    """One stored completion with the prompt it answered: task text, image, earlier turns (JSON),
+    the exact tokens sampled (when known), the response text and its reward."""
 
     row: int
+    prompt: str
+    image: str | None
+    history: str | None
     response: str
     token_ids: list[int] | None
     reward: float
@@ -38,12 +41,9 @@ class Sample:
 
 @dataclass
 class Group:
-    """The samples drawn from one prompt; advantages are computed among them."""
+    """The samples compared with each other; advantages are computed among them."""
 
     group_id: str
-    prompt: str
-    image: str | None
-    history: str | None
     samples: list[Sample] = field(default_factory=list)
 
     @property
@@ -92,9 +92,21 @@ def _token_ids(row: dict[str, Any]) -> list[int] | None:
     return None if ids is None else [int(t) for t in ids]
 
 
-def build_groups(rows: list[dict[str, Any]], indices: list[int], reward_column: str,
+def group_column(rows: list[dict[str, Any]], indices: list[int], turns: str, group_by: str | None) -> str:
+    """The column whose values form the groups (see the module docstring)."""
+    if group_by:
+        return group_by
+    multi_turn = any((rows[i].get("turn") or 1) > 1 for i in indices)
+    return "prompt_id" if turns == "final" and multi_turn else "group_id"
+
+
+def build_groups(rows: list[dict[str, Any]], indices: list[int], reward_column: str, key: str,
                  directory: Path) -> list[Group]:
-    """Group the selected rows by `group_id`, checking rewards, prompts and group sizes."""
+    """Group the selected rows by column `key`, checking rewards, responses and group sizes."""
+    missing_key = [i for i in indices if rows[i].get(key) is None]
+    if missing_key:
+        raise UserError(f"{directory}: column {key} (which forms the groups) is missing or empty in row(s) "
+                        f"{_listing(missing_key)}; pass --group-by COLUMN to group by another column")
     bad_reward = [i for i in indices if not _is_finite(rows[i].get(reward_column))]
     if bad_reward:
         raise UserError(f"{directory}: column {reward_column} is missing or not a finite number in row(s) "
@@ -105,20 +117,12 @@ def build_groups(rows: list[dict[str, Any]], indices: list[int], reward_column: 
         raise UserError(f"{directory}: empty response in row(s) {_listing(empty)}; a completion needs at least "
                         "one token (drop these rows)")
     groups: dict[str, Group] = {}
-    mixed: list[str] = []
     for i in indices:
         row = rows[i]
-        gid = str(row["group_id"])
-        group = groups.get(gid)
-        if group is None:
-            group = groups[gid] = Group(gid, row["prompt"], row.get("image"), row.get("history"))
-        elif any(row.get(c) != getattr(group, c) for c in PROMPT_COLUMNS) and gid not in mixed:
-            mixed.append(gid)
-        group.samples.append(Sample(i, row.get("response") or "", _token_ids(row), float(row[reward_column])))
-    if mixed:
-        raise UserError(f"{directory}: group(s) {_listing(mixed)} hold rows with different prompt, image or "
-                        "history; a group's samples must share their prompt (check `group_id`)")
-    _check_sizes(list(groups.values()), directory)
+        group = groups.setdefault(str(row[key]), Group(str(row[key])))
+        group.samples.append(Sample(i, row["prompt"], row.get("image"), row.get("history"),
+                                    row.get("response") or "", _token_ids(row), float(row[reward_column])))
+    _check_sizes(list(groups.values()), key, directory)
     return list(groups.values())
 
 
@@ -126,11 +130,12 @@ def _is_finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _check_sizes(groups: list[Group], directory: Path) -> None:
+def _check_sizes(groups: list[Group], key: str, directory: Path) -> None:
     singles = [g.group_id for g in groups if len(g.samples) == 1]
     if singles:
-        raise UserError(f"{directory}: group(s) {_listing(singles)} have a single sample; GRPO needs at least "
-                        "two samples per group to compare (sample more per prompt, or drop these groups)")
+        raise UserError(f"{directory}: group(s) {_listing(singles)} (by column {key}) have a single sample; "
+                        "GRPO needs at least two samples per group to compare (sample more per prompt, "
+                        "or drop these groups)")
     by_size: dict[int, list[str]] = defaultdict(list)
     for g in groups:
         by_size[len(g.samples)].append(g.group_id)
@@ -146,14 +151,16 @@ def zero_variance(groups: list[Group]) -> list[str]:
 
 
 def load_groups(directory: Path, turns: str, reward_column: str, split: str | None,
-                max_rows: int | None = None) -> list[Group]:
+                max_rows: int | None = None, group_by: str | None = None) -> list[Group]:
     """Read a scored dataset and return its GRPO groups (raises UserError on any bad input)."""
     table = ds.read_table(directory)
-    ds.require_columns(table, REQUIRED + [reward_column], directory)
+    ds.require_columns(table, REQUIRED, directory)
     if max_rows:
         table = table.slice(0, max_rows)
     rows = table.to_pylist()
     if not rows:
         raise UserError(f"{directory}: has no rows")
     indices = select_rows(rows, turns, split, directory)
-    return build_groups(rows, indices, reward_column, directory)
+    key = group_column(rows, indices, turns, group_by)
+    ds.require_columns(table, REQUIRED + [key, reward_column], directory)
+    return build_groups(rows, indices, reward_column, key, directory)

@@ -1,9 +1,8 @@
-"""Turn checked groups into what the trainer consumes: token ids per group and a prompt dataset.
+"""Turn checked groups into what the trainer consumes: token ids per sample and a group dataset.
 
-The prompt of a group is rebuilt with the same message builder `rollout` used (`vlm.build_messages`),
-so the prompt tokens here are the tokens the completions were sampled after. The trainer's dataset
-has one row per group: the chat with image placeholders, and the images' file paths (the
-`datasets` Image feature opens them lazily, batch by batch).
+Each sample's prompt is rebuilt with the message builder `rollout` used (`vlm.build_messages`), so
+the prompt tokens here are the tokens its completion was sampled after. The trainer's dataset has
+one row per group (its id); the bridge swaps in each sample's own chat and images at train time.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from stages.core import vlm
 from stages.core.errors import UserError
 
 from .groups import Group, Sample
-from .trl_bridge import StoredGroup, tag_prompt
+from .trl_bridge import GROUP_COLUMN, StoredGroup
 
 SHOWN = 5
 
@@ -38,9 +37,9 @@ def _image_path(input_dir: Path, ref: Any) -> str:
     return str(path)
 
 
-def group_chat(group: Group, input_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """The group's chat with image placeholders, and the image files that fill them, in order."""
-    messages = vlm.build_messages(group.prompt, group.image, vlm.parse_history(group.history))
+def sample_chat(sample: Sample, input_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The sample's chat with image placeholders, and the image files that fill them, in order."""
+    messages = vlm.build_messages(sample.prompt, sample.image, vlm.parse_history(sample.history))
     paths = [_image_path(input_dir, ref) for ref in vlm.message_images(messages)]
     stripped = [{**m, "content": [{"type": "image"} if part.get("type") == "image" else part
                                   for part in m["content"]]} if isinstance(m["content"], list) else m
@@ -74,21 +73,33 @@ def _completion_ids(sample: Sample, tokenizer: Any) -> list[int]:
 
 def encode_groups(groups: list[Group], processor: Any, input_dir: Path, max_length: int,
                   skip_too_long: bool) -> Prepared:
-    """Tokenize every group once, checking lengths against the model's context before training."""
+    """Tokenize every sample once, checking lengths against the model's context before training."""
     tokenizer = processor.tokenizer
     stored: dict[str, StoredGroup] = {}
     kept, too_long, longest = [], [], 0
+    prompts: dict[tuple[Any, ...], tuple[list[dict[str, Any]], list[str], list[int]]] = {}
     for group in groups:
-        messages, paths = group_chat(group, input_dir)
-        prompt_ids = _prompt_ids(processor, messages, paths, input_dir)
+        chats, paths, prompt_ids = [], [], []
+        for sample in group.samples:
+            key = (sample.prompt, sample.image, sample.history)
+            if key not in prompts:  # the samples of a group usually share their prompt
+                chat, files = sample_chat(sample, input_dir)
+                prompts[key] = (chat, files, _prompt_ids(processor, chat, files, input_dir))
+            chats.append(prompts[key][0])
+            paths.append(prompts[key][1])
+            prompt_ids.append(prompts[key][2])
         completions = [_completion_ids(s, tokenizer) for s in group.samples]
-        length = len(prompt_ids) + max(len(c) for c in completions)
+        length = max(len(p) + len(c) for p, c in zip(prompt_ids, completions, strict=True))
         if length > max_length:
             too_long.append(group.group_id)
             continue
         longest = max(longest, length)
         kept.append(group)
-        stored[group.group_id] = StoredGroup(prompt_ids, completions, group.rewards)
+        stored[group.group_id] = StoredGroup(chats, paths, prompt_ids, completions, group.rewards)
+    with_images = {bool(files) for _, files, _ in prompts.values()}
+    if len(with_images) > 1:
+        raise UserError(f"{input_dir}: some prompts show an image and some none; TRL needs one kind per "
+                        "update (train them separately)")
     if too_long and not skip_too_long:
         shown = ", ".join(too_long[:SHOWN]) + (", ..." if len(too_long) > SHOWN else "")
         raise UserError(f"{input_dir}: {len(too_long)} of {len(groups)} group(s) have prompt + completion longer "
@@ -99,18 +110,10 @@ def encode_groups(groups: list[Group], processor: Any, input_dir: Path, max_leng
     return Prepared(kept, stored, too_long, longest)
 
 
-def train_dataset(groups: list[Group], input_dir: Path) -> Any:
-    """The trainer's dataset: one row per group, the chat tagged with its group id, plus its images."""
-    from datasets import Dataset, Image, List, disable_progress_bars
+def train_dataset(groups: list[Group]) -> Any:
+    """The trainer's dataset: one row per group. TRL requires a `prompt`; the bridge replaces it with
+    each sample's own chat when the batch is drawn."""
+    from datasets import Dataset
 
-    disable_progress_bars()  # a bar for casting a few rows is noise in logs
-
-    chats = [group_chat(g, input_dir) for g in groups]
-    data: dict[str, list[Any]] = {"prompt": [tag_prompt(m, g.group_id) for g, (m, _) in zip(groups, chats, strict=True)]}
-    has_images = {len(paths) > 0 for _, paths in chats}
-    if has_images == {True, False}:
-        raise UserError(f"{input_dir}: some prompts have an image and some have none; train them separately")
-    if has_images == {True}:
-        data["images"] = [paths for _, paths in chats]
-        return Dataset.from_dict(data).cast_column("images", List(Image()))
-    return Dataset.from_dict(data)
+    return Dataset.from_dict({"prompt": [[{"role": "user", "content": g.group_id}] for g in groups],
+                              GROUP_COLUMN: [g.group_id for g in groups]})

@@ -94,7 +94,7 @@ def run_update(cfg: Config) -> Path:
     if state == "done":
         console.print(f"update: {out} already holds this update; skipping (pass --overwrite to redo)")
         return out
-    groups = load_groups(cfg.input, cfg.turns, cfg.reward_column, cfg.split or None, cfg.max_rows)
+    groups = load_groups(cfg.input, cfg.turns, cfg.reward_column, cfg.split or None, cfg.max_rows, cfg.group_by)
     group_size = len(groups[0].samples)
     _check_batch(cfg, group_size)
     flat = zero_variance(groups)
@@ -106,7 +106,7 @@ def run_update(cfg: Config) -> Path:
     prepared = prepare.encode_groups(groups, processor, cfg.input, max_length, cfg.skip_too_long)
     if prepared.too_long:
         console.print(f"update: skipped {len(prepared.too_long)} group(s) longer than {max_length} tokens")
-    dataset = prepare.train_dataset(prepared.groups, cfg.input)
+    dataset = prepare.train_dataset(prepared.groups)
     checkpoint = outputs.last_checkpoint(out) if state == "resume" else None
     header = {"stage": outputs.STAGE, "config": cfg.manifest_dict(), "result_config": cfg.result_fields(),
               "inputs": [{"path": str(cfg.input), "stage": (ds.read_manifest(cfg.input) or {}).get("stage")}],

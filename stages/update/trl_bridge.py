@@ -7,11 +7,13 @@ rewards. Everything else (advantages within groups, loss variants, KL, clipping,
 accelerate/DeepSpeed/FSDP, checkpoints, logging) is TRL's own code. A TRL upgrade that changes the
 rollout contract touches this file only.
 
-How the trainer's prompts are matched to stored groups: the training dataset has one row per group;
-TRL's sampler repeats each row `num_generations` times in a row, and a generation batch (all
-processes together) holds whole groups. The group id travels inside the prompt's first message
-(chat templates ignore unknown keys), and a completion's position within its group follows from
-its position in the global batch.
+How stored samples reach the trainer: the training dataset has one row per group; TRL's sampler
+repeats each row `num_generations` times in a row, and a generation batch (all processes
+together) holds whole groups, so a row's position in the global batch says which sample of its
+group it stands for. `_prepare_inputs` (the Trainer hook that receives each drawn batch) swaps in
+that sample's own chat and images, tagged with its identity, before TRL builds the loss inputs
+from them; the rollout function then reads the tag. Samples of one group may so have different
+prompts (multi-turn trajectories of one room, each with its own history and render).
 """
 
 from __future__ import annotations
@@ -19,59 +21,80 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-GROUP_KEY = "metaspatial_group"
-"""Key of the prompt's first message carrying the group id to the rollout function."""
+GROUP_COLUMN = "metaspatial_group"
+"""Column of the training dataset holding the group id."""
+SAMPLE_KEY = "metaspatial_sample"
+"""Key of a prompt's first message carrying (group id, sample index) to the rollout function
+(chat templates ignore unknown keys)."""
+IMAGE_CACHE = 512
+"""Decoded images kept in memory (each group's images are used once per epoch and iteration)."""
 
 
 @dataclass
 class StoredGroup:
-    """What the trainer needs of one group: its prompt tokens, completions and rewards."""
+    """What the trainer needs of one group, per sample: its chat (image placeholders), image files,
+    prompt tokens, completion tokens and reward."""
 
-    prompt_ids: list[int]
+    chats: list[list[dict[str, Any]]]
+    image_paths: list[list[str]]
+    prompt_ids: list[list[int]]
     completion_ids: list[list[int]]
     rewards: list[float]
 
 
 class StoredRollouts:
-    """A `rollout_func` that returns stored completions instead of generating new ones."""
+    """The stored samples, handed out in the trainer's batch order instead of generating."""
 
     def __init__(self, groups: dict[str, StoredGroup], num_generations: int):
         self.groups = groups
         self.num_generations = num_generations
-        self.calls = 0
 
-    def __call__(self, prompts: list[list[dict[str, Any]]], trainer: Any) -> dict[str, list[Any]]:
-        # Each process gets a contiguous slice of the global generation batch, which starts with a
-        # whole group; so the position in the global batch gives the sample index within the group.
-        offset = trainer.accelerator.process_index * len(prompts)
-        out: dict[str, list[Any]] = {"prompt_ids": [], "completion_ids": [], "logprobs": [], "stored_reward": []}
-        for j, prompt in enumerate(prompts):
-            key = prompt[0][GROUP_KEY]
-            index = (offset + j) % self.num_generations
-            if index and j and prompts[j - 1][0][GROUP_KEY] != key:
+    def expand(self, batch: list[dict[str, Any]], process_index: int) -> list[dict[str, Any]]:
+        """Replace each drawn group row by the sample its position stands for."""
+        offset = process_index * len(batch)
+        out = []
+        for j, row in enumerate(batch):
+            key, index = row[GROUP_COLUMN], (offset + j) % self.num_generations
+            if index and j and batch[j - 1][GROUP_COLUMN] != key:
                 raise RuntimeError("TRL's batch layout changed: a group does not start at a multiple of "
                                    "num_generations; stages/update/trl_bridge.py needs updating")
             group = self.groups[key]
-            out["prompt_ids"].append(group.prompt_ids)
+            chat = group.chats[index]
+            sample = {**row, "prompt": [{**chat[0], SAMPLE_KEY: [key, index]}, *chat[1:]]}
+            if group.image_paths[index]:
+                sample["images"] = [_open_image(p) for p in group.image_paths[index]]
+            out.append(sample)
+        return out
+
+    def __call__(self, prompts: list[list[dict[str, Any]]], trainer: Any) -> dict[str, list[Any]]:
+        """TRL's `rollout_func`: the stored tokens and rewards of the tagged samples."""
+        out: dict[str, list[Any]] = {"prompt_ids": [], "completion_ids": [], "logprobs": [], "stored_reward": []}
+        for prompt in prompts:
+            key, index = prompt[0][SAMPLE_KEY]
+            group = self.groups[key]
+            out["prompt_ids"].append(group.prompt_ids[index])
             out["completion_ids"].append(group.completion_ids[index])
             # Without vLLM, TRL treats the batch as on-policy and uses these only for off-policy masking.
             out["logprobs"].append([0.0] * len(group.completion_ids[index]))
             out["stored_reward"].append(group.rewards[index])
-        self.calls += 1
         return out
+
+
+@lru_cache(maxsize=IMAGE_CACHE)
+def _open_image(path: str) -> Any:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return img.convert("RGB")
 
 
 def stored_reward(completions: list[Any], stored_reward: list[float], **_: Any) -> list[float]:
     """Pass-through reward: the rewards the `score` stage computed, forwarded by `StoredRollouts`."""
     return list(stored_reward)
-
-
-def tag_prompt(messages: list[dict[str, Any]], group_id: str) -> list[dict[str, Any]]:
-    """The prompt messages with the group id attached to the first message."""
-    return [{**messages[0], GROUP_KEY: group_id}, *messages[1:]]
 
 
 def grpo_config(output_dir: Path, options: dict[str, Any]) -> Any:
@@ -92,7 +115,13 @@ def build_trainer(model: Any, processor: Any, dataset: Any, rollouts: StoredRoll
     from transformers import PrinterCallback
     from trl import GRPOTrainer
 
-    trainer = GRPOTrainer(model=model, reward_funcs=[stored_reward], args=args, train_dataset=dataset,
+    class StoredRolloutTrainer(GRPOTrainer):
+        def _prepare_inputs(self, generation_batch: Any) -> Any:
+            if self.model.training:
+                generation_batch = rollouts.expand(generation_batch, self.accelerator.process_index)
+            return super()._prepare_inputs(generation_batch)
+
+    trainer = StoredRolloutTrainer(model=model, reward_funcs=[stored_reward], args=args, train_dataset=dataset,
                           processing_class=_checkpointable(processor), peft_config=peft_config,
                           rollout_func=rollouts, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # our metrics callback prints a shorter line per step
