@@ -314,3 +314,16 @@ def test_hub_dataset_that_cannot_be_loaded_exits_2(tmp_path):
                     "--output", tmp_path / "out")  # the tests run offline (HF_HUB_OFFLINE=1)
     assert code == 2 and "--dataset zhenyupan/3d_layout_reasoning --split train: could not load" in " ".join(log.split())
     assert not (tmp_path / "out").exists()
+
+
+def test_reference_layouts_measure_clean_under_the_score_physics():
+    """The score stage's own measures (collisions, bounds, support, relations) find nothing wrong."""
+    from stages.core.measure import measure
+    from stages.core.scene import Scene
+
+    items = []
+    for r in rooms()[:80]:
+        scene = Scene.from_idesign(r["scene_graph"], r["room_size"], r["room_id"])
+        items.append((scene, {o.id: o.position for o in scene.objects}))
+    for (scene, _), m in zip(items, measure(items), strict=True):
+        assert (m.collision, m.constraint, m.out_of_bounds, m.support) == (0, 0, 0, 0), (scene.room_id, m)
