@@ -61,41 +61,38 @@ def measure(items: Sequence[tuple[Scene, layout.Placements]], tol: Tolerances = 
     batch, rel, ids = layout.build(items)
     n_rows, size = len(items), batch.size
     i, j = physics.row_pairs(batch.row)
-    depth = physics.penetration(batch, i, j)
+    footprint = physics.footprint_overlap(batch, i, j)
+    depth = physics.penetration(batch, i, j, footprint)
     covering = batch.on_floor & (2 * batch.half[:, 2] <= tol.floor_covering)
     depth[(covering[i] & batch.on_floor[j]) | (covering[j] & batch.on_floor[i])] = -np.inf
     pair_degree = physics.degree(depth, tol.tolerance, tol.scale)
     collision = physics.per_object_max(pair_degree, i, j, size)
     protrusion = physics.protrusion(batch)
     oob = physics.degree(protrusion, tol.tolerance, tol.scale)
-    support = physics.degree(physics.support_gap(batch, i, j, tol.tolerance), tol.tolerance, tol.scale)
+    support = physics.degree(physics.support_gap(batch, i, j, tol.tolerance, footprint), tol.tolerance, tol.scale)
     distance = relation_distance(batch, rel, tol.adjacent_gap)
     constraint = np.zeros(size)
     np.maximum.at(constraint, rel.a, physics.degree(distance, tol.tolerance, tol.scale))
 
-    flat_ids = [oid for row_ids in ids for oid in row_ids]
-    results = [RowMeasures() for _ in range(n_rows)]
-    for name, values in (("collision", collision), ("out_of_bounds", oob), ("support", support),
-                         ("constraint", constraint)):
-        for r, mean in enumerate(physics.row_mean(values, batch.row, n_rows)):
-            setattr(results[r], name, float(mean))
-    for k in np.flatnonzero(depth > tol.tolerance):
-        results[batch.row[i[k]]].collisions.append([flat_ids[i[k]], flat_ids[j[k]]])
-    for k in np.flatnonzero(protrusion > tol.tolerance):
-        results[batch.row[k]].out_of_bounds_ids.append(flat_ids[k])
     room = batch.room[batch.row]
     centre_out = ((batch.center < -tol.outside) | (batch.center > room + tol.outside)).any(axis=1)
-    for k in np.flatnonzero(centre_out):
-        results[batch.row[k]].outside_ids.append(flat_ids[k])
-    for k in np.flatnonzero(support > 0):
-        results[batch.row[k]].unsupported.append(flat_ids[k])
-    for k in np.flatnonzero(distance > tol.tolerance):
-        a = rel.a[k]
-        target = flat_ids[rel.b[k]] if rel.b[k] >= 0 else LAYOUT_ELEMENTS[rel.layout[k]]
-        results[batch.row[a]].violations.append(
+    means = [physics.row_mean(v, batch.row, n_rows).tolist() for v in (collision, constraint, oob, support)]
+    results = [RowMeasures(*values) for values in zip(*means, strict=True)] if n_rows else []
+    flat_ids = [oid for row_ids in ids for oid in row_ids]
+    row = batch.row.tolist()
+    for k in np.flatnonzero(depth > tol.tolerance).tolist():
+        results[row[i[k]]].collisions.append([flat_ids[i[k]], flat_ids[j[k]]])
+    for flags, field_name in ((protrusion > tol.tolerance, "out_of_bounds_ids"), (centre_out, "outside_ids"),
+                              (support > 0, "unsupported")):
+        for k in np.flatnonzero(flags).tolist():
+            getattr(results[row[k]], field_name).append(flat_ids[k])
+    for k in np.flatnonzero(distance > tol.tolerance).tolist():
+        a, b = int(rel.a[k]), int(rel.b[k])
+        target = flat_ids[b] if b >= 0 else LAYOUT_ELEMENTS[rel.layout[k]]
+        results[row[a]].violations.append(
             {"object_id": flat_ids[a], "preposition": PREPOSITIONS[rel.prep[k]], "target": target})
-    for k, oid in enumerate(flat_ids):
-        results[batch.row[k]].per_object[oid] = {
-            "collision": round(float(collision[k]), 6), "constraint": round(float(constraint[k]), 6),
-            "out_of_bounds": round(float(oob[k]), 6), "support": round(float(support[k]), 6)}
+    columns = [np.round(v, 6).tolist() for v in (collision, constraint, oob, support)]
+    names = ("collision", "constraint", "out_of_bounds", "support")
+    for oid, r, *values in zip(flat_ids, row, *columns, strict=True):
+        results[r].per_object[oid] = dict(zip(names, values, strict=True))
     return results
