@@ -106,7 +106,7 @@ def scaling(items: list, repeats: int) -> None:
     base = None
     for rows in (100, 400, 1600, 6400):
         batch = (pairs * (rows // len(pairs) + 1))[:rows]
-        seconds = best_of(repeats, lambda: measure(batch))[0]
+        seconds = best_of(repeats, lambda batch=batch: measure(batch))[0]
         per_row = seconds / rows
         base = base or per_row
         print(f"{rows:7d} | {seconds:8.3f} | {per_row * 1e6:10.1f} | {per_row / base:6.2f}")

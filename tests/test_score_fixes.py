@@ -3,7 +3,16 @@
 import json
 
 import pytest
-from test_score_data import answer_text, case_rows, gt_placements, made_row, obj, scene_row, scenes, score_library
+from test_score_data import (
+    answer_text,
+    case_rows,
+    gt_placements,
+    made_row,
+    obj,
+    scene_row,
+    scenes,
+    score_library,
+)
 
 from stages.core.layout import z_angle
 from stages.core.scene import Scene

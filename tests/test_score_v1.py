@@ -39,7 +39,7 @@ def test_pairs_and_violating_ids_match_upstream_lists():
         raw = scenes()[case["room_id"]]
         room = tuple(raw["room_size"][a] for a in "xyz")
         result, updated = v1.prepare(case["response"], copy.deepcopy(raw["scene_graph"][:-6]))
-        result = v1.finish(result, updated, copy.deepcopy(raw["scene_graph"][-6:]), room, dict(zip("abcde", GRADES)))
+        result = v1.finish(result, updated, copy.deepcopy(raw["scene_graph"][-6:]), room, dict(zip("abcde", GRADES, strict=True)))
         assert [list(p) for p in result.collision_pairs] == up["collision_pairs"]
         assert result.violating_ids == up["violating_ids"]
 
@@ -86,7 +86,7 @@ def test_sentinel_grade_sums_reproduce_probes():
     for grades, expected in ((2, 0.7), (0, 0.5)):
         result, updated = v1.prepare(stacked, copy.deepcopy(raw["scene_graph"][:n]))
         final = v1.finish(result, updated, copy.deepcopy(raw["scene_graph"][n:]), room,
-                          dict(zip("abcde", [grades] * 5)) if grades else None)
+                          dict(zip("abcde", [grades] * 5, strict=True)) if grades else None)
         assert final.reward == pytest.approx(expected)
 
 
@@ -100,5 +100,5 @@ def test_non_cardinal_rotation_is_an_upstream_crash():
         expect_crash = any(r["preposition"] in directional for o in objects for r in o["placement"]["objects_in_room"])
         room = tuple(raw["room_size"][a] for a in "xyz")
         result, updated = v1.prepare(case["response"], objects)
-        final = v1.finish(result, updated, raw["scene_graph"][-6:], room, dict(zip("abcde", GRADES)))
+        final = v1.finish(result, updated, raw["scene_graph"][-6:], room, dict(zip("abcde", GRADES, strict=True)))
         assert (final.crash is not None) == expect_crash

@@ -76,9 +76,9 @@ class Config(StageConfig):
 
     @model_validator(mode="after")
     def _judge_options(self) -> Config:
-        if self.judge == "constant":
-            if not self.judge_grades or len(self.judge_grades) != 5 or not all(1 <= g <= 10 for g in self.judge_grades):
-                raise ValueError("judge 'constant' needs --judge-grades with five numbers from 1 to 10, e.g. 7,6,8,5,7")
+        grades = self.judge_grades or []
+        if self.judge == "constant" and (len(grades) != 5 or not all(1 <= g <= 10 for g in grades)):
+            raise ValueError("judge 'constant' needs --judge-grades with five numbers from 1 to 10, e.g. 7,6,8,5,7")
         if self.judge == "openai" and not (self.judge_url and self.judge_model):
             raise ValueError("judge 'openai' needs --judge-url and --judge-model")
         if self.judge == "hf" and not self.judge_model:
