@@ -327,3 +327,21 @@ def test_reference_layouts_measure_clean_under_the_score_physics():
         items.append((scene, {o.id: o.position for o in scene.objects}))
     for (scene, _), m in zip(items, measure(items), strict=True):
         assert (m.collision, m.constraint, m.out_of_bounds, m.support) == (0, 0, 0, 0), (scene.room_id, m)
+
+
+def test_idesign_folder_of_the_oracle_scenes_equals_their_jsonl_import(tmp_path, oracle_dir):
+    from stages.gen_prompts import sources
+
+    scenes = [json.loads(line) for line in (oracle_dir / "scenes.jsonl").read_text().splitlines()]
+    sizes = {}
+    for s in scenes:
+        (tmp_path / s["room_id"]).mkdir()
+        (tmp_path / s["room_id"] / "scene_graph-backtracked.json").write_text(json.dumps(s["scene_graph"]))
+        sizes[s["room_id"]] = {"description": s["description"], "room_size": s["room_size"], "room_type": s["room_type"]}
+    (tmp_path / "sizes.json").write_text(json.dumps(sizes))
+    from_folder = sources.from_idesign_dir(tmp_path, tmp_path / "sizes.json")
+    from_jsonl = sources.from_jsonl(oracle_dir / "scenes.jsonl")
+    def by_id(records):
+        return sorted(({**r, "source": "-"} for r in records), key=lambda r: r["room_id"])
+
+    assert by_id(from_folder) == by_id(from_jsonl)
