@@ -225,7 +225,10 @@ def make_room(seed: int, index: int) -> dict[str, Any]:
     kind = room_type_for(seed, index)
     furniture, rooms = catalog()
     spec = rooms[kind]
-    description, size = rng.choice(descriptions_by_type()[kind])
+    pool = descriptions_by_type()[kind]
+    if not pool:
+        raise ValueError(f"rooms.yaml, {kind}: no description matches its keywords and min_size")
+    description, size = rng.choice(pool)
     room = (mm(size["x"]), mm(size["y"]), mm(size["z"]))
     best: list[Placed] = []
     for _ in range(ATTEMPTS):
