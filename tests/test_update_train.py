@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from update_data import completion_logps, read_metrics, scored_rows, tiny_model_dir, write_dataset
+from update_data import (
+    completion_logps,
+    final_turn_rows,
+    read_metrics,
+    scored_rows,
+    tiny_model_dir,
+    write_dataset,
+)
 
 from stages import update
 from stages.core import vlm
@@ -71,7 +78,8 @@ def test_positive_advantages_gain_probability(tmp_path, tiny_model, processor, l
         assert (out / "model.safetensors").exists()
 
 
-def published_loss(model, processor, directory: Path, rows, loss_type: str, epsilon: float = 0.2):
+def published_loss(model, processor, directory: Path, rows, loss_type: str, group_by: str = "group_id",
+                   epsilon: float = 0.2):
     """GRPO (Shao et al. 2024) and DAPO (Yu et al. 2025) objectives, on-policy first step:
 
         A_i = (r_i - mean(r_group)) / (std(r_group) + 1e-4)        (sample std, TRL's epsilon)
@@ -82,10 +90,10 @@ def published_loss(model, processor, directory: Path, rows, loss_type: str, epsi
     logps = completion_logps(model, processor, directory, rows)
     by_group: dict[str, list[float]] = {}
     for row in rows:
-        by_group.setdefault(row["group_id"], []).append(row["reward"])
+        by_group.setdefault(row[group_by], []).append(row["reward"])
     per_sequence, token_sum, token_count = [], 0.0, 0
     for row, lp in zip(rows, logps, strict=True):
-        rewards = by_group[row["group_id"]]
+        rewards = by_group[row[group_by]]
         advantage = (row["reward"] - statistics.mean(rewards)) / (statistics.stdev(rewards) + 1e-4)
         ratio = torch.exp(lp - lp.detach())
         token_loss = -torch.min(ratio * advantage, torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * advantage)
@@ -113,6 +121,22 @@ def test_first_step_loss_matches_published_formula(tmp_path, tiny_model, process
     assert first["loss"] == pytest.approx(loss, abs=1e-5)
     assert first["grad_norm"] == pytest.approx(grad_norm, rel=1e-5)
     assert first["reward"] == pytest.approx(statistics.mean(r for g in rewards for r in g), abs=1e-6)
+
+
+def test_final_turn_parity_with_a_prompt_per_trajectory(tmp_path, tiny_model, processor):
+    """Multi-turn: each trajectory's final turn has its own history and render; the trajectories of a
+    room form the group. TRL must see each sample's own prompt and image to match."""
+    data = tmp_path / "scores"
+    rows = final_turn_rows(processor.tokenizer, data, returns=[[0.9, 0.1, 0.5, 0.3], [0.0, 1.2, 0.7, 0.2]])
+    write_dataset(data, rows)
+    out = update.run(update.Config(input=data, output=tmp_path / "model", model=str(tiny_model), max_steps=1,
+                                   per_device_train_batch_size=8, loss_type="grpo", max_grad_norm=1e6))
+    first = read_metrics(out)[0]
+    assert json.loads((out / "_manifest.json").read_text())["groups"] == 2
+    loss, grad_norm = published_loss(vlm.load_model(tiny_model).train(), processor, data, rows, "grpo",
+                                     group_by="prompt_id")
+    assert first["loss"] == pytest.approx(loss, abs=1e-5)
+    assert first["grad_norm"] == pytest.approx(grad_norm, rel=1e-5)
 
 
 def test_merged_lora_output_is_a_full_model(tmp_path, tiny_model, processor):

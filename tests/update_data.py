@@ -69,8 +69,11 @@ def completion_logps(model: Any, processor: Any, directory: Path, rows: list[dic
 
     out = []
     for row in rows:
-        image = vlm.open_image(directory, row["image"]) if row["image"] else None
-        messages = vlm.build_messages(row["prompt"], image, vlm.parse_history(row["history"]))
+        messages = vlm.build_messages(row["prompt"], row["image"], vlm.parse_history(row["history"]))
+        for message in messages:
+            for part in message["content"]:
+                if part["type"] == "image":
+                    part["image"] = vlm.open_image(directory, part["image"])
         enc = vlm.encode_chats(processor, [messages])
         completion = torch.tensor([row["response_token_ids"]])
         input_ids = torch.cat([enc["input_ids"], completion], dim=1)
@@ -95,3 +98,27 @@ def tiny_model_dir(tmp_path_factory: Any) -> Path:
 
 def read_metrics(out: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def final_turn_rows(tokenizer: Any, directory: Path, rooms: int = 2, trajectories: int = 4,
+                    returns: list[list[float]] | None = None) -> list[dict[str, Any]]:
+    """Rows of a turn-2 scored dataset as a multi-turn run writes them: each trajectory was continued
+    once, so each row has its own history (previous answer, reward, feedback, render) and its own
+    group of one; the trajectories of a room share `prompt_id`."""
+    rows = []
+    for r in range(rooms):
+        for t in range(trajectories):
+            render = write_image(directory, f"r{r:02x}{t:02x}", 30 * t + 7 * r)
+            text = RESPONSES[(r + t) % len(RESPONSES)]
+            history = [{"turn": 1, "response": RESPONSES[(r + t + 1) % len(RESPONSES)], "reward": 0.1 * t,
+                        "feedback": {"collisions": [["sofa_1", "bed_1"]] if t % 2 else []}, "image": render}]
+            value = returns[r][t] if returns else float(t % 2)
+            rows.append({
+                "prompt_id": f"room{r}", "prompt": f"Room {r}: place a sofa and a bed.",
+                "image": write_image(directory, f"{r:04x}", 40 * r), "history": json.dumps(history),
+                "response": text,
+                "response_token_ids": tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id],
+                "group_id": f"room{r}-s{t}-t2", "sample_index": 0, "turn": 2, "trajectory_id": f"room{r}-s{t}",
+                "reward": value, "return": value, "split": "train",
+            })
+    return rows
