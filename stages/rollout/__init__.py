@@ -59,9 +59,7 @@ class Config(StageConfig):
     device: str | None = None
     """transformers: torch device (default: cuda if available, else cpu)."""
     tensor_parallel_size: int = Field(default=1, ge=1)
-    """vllm: GPUs each model replica is split over."""
-    data_parallel_size: int = Field(default=1, ge=1)
-    """vllm: model replicas on this node (for more nodes, use --num-shards)."""
+    """vllm: GPUs the model is split over. Data parallel = one process per replica: --num-shards/--shard-index."""
     gpu_memory_utilization: float = Field(default=0.9, gt=0.0, le=1.0)
     """vllm: share of each GPU's memory the engine may use."""
     max_model_len: int | None = Field(default=None, ge=1)
@@ -84,8 +82,8 @@ class Config(StageConfig):
 
     @model_validator(mode="after")
     def _backend_options(self) -> Config:
-        if self.backend != "vllm" and (self.tensor_parallel_size > 1 or self.data_parallel_size > 1):
-            raise ValueError("--tensor-parallel-size/--data-parallel-size apply to --backend vllm only")
+        if self.backend != "vllm" and self.tensor_parallel_size > 1:
+            raise ValueError("--tensor-parallel-size applies to --backend vllm only (data parallel: --num-shards)")
         if self.backend == "openai" and self.logprobs:
             raise ValueError("--logprobs needs token ids, which chat APIs do not return; use transformers or vllm")
         return self

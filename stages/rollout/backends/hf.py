@@ -101,7 +101,8 @@ class TransformersBackend:
         import torch
 
         images = [img for r in requests for img in vlm.message_images(r.messages)]
-        inputs = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt").to(self.device)
+        inputs = self.processor(text=texts, **({"images": images} if images else {}), padding=True,
+                                return_tensors="pt").to(self.device)
         processors = []
         recorder = _logprob_recorder(self.cfg.temperature or 1.0) if self.cfg.logprobs else None
         if recorder is not None:
