@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -93,8 +94,7 @@ def make_processor(cfg: Config, ctx: Context):
         for rec in rooms:
             scene = Scene.from_idesign(rec["scene_graph"], rec["room_size"], rec["room_id"], rec["description"],
                                        rec["room_type"])
-            image = f"_images/rooms/{hashlib.sha1(scene.room_id.encode()).hexdigest()[:16]}.png"
-            room_plan(scene.size, cfg.image_size).save(ctx.image_path(image))
+            image = _empty_room_image(scene, cfg.image_size, ctx)
             reference = scene.reference_layout()
             rows.append({
                 "prompt_id": scene.room_id, "room_id": scene.room_id, "split": split_of(scene.room_id, cfg.test_fraction),
@@ -109,6 +109,19 @@ def make_processor(cfg: Config, ctx: Context):
         return rows
 
     return process
+
+
+def _empty_room_image(scene: Scene, pixels: int, ctx: Context) -> str:
+    """The empty-room picture depends only on the room's size, so rooms of one size share one file
+    (a 1,000-room run draws a few dozen pictures instead of 1,000)."""
+    key = f"{scene.size.x!r}x{scene.size.y!r}x{scene.size.z!r}@{pixels}"
+    image = f"_images/rooms/{hashlib.sha1(key.encode()).hexdigest()[:16]}.png"
+    path = ctx.output_dir / image
+    if not path.exists():
+        tmp = ctx.image_path(f"{image}.{os.getpid()}.tmp")  # shards may draw the same size at once
+        room_plan(scene.size, pixels).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    return image
 
 
 STAGE = Stage(name="gen-prompts", config_class=Config, adds=COLUMNS, make_processor=make_processor,
