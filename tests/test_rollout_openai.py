@@ -1,0 +1,136 @@
+"""rollout --backend openai against a small OpenAI-compatible server on 127.0.0.1 started here."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from helpers import REPO, cli
+from PIL import Image
+
+ROOMS = REPO / "examples" / "rooms" / "rooms.jsonl"
+
+
+class FakeServer:
+    """Chat completions that answer with the number of images seen; the first request whose text
+    holds `fail_marker` gets a 500 (the client must retry); tracks requests in flight."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.headers: list[str] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.failed_once = False
+        self.lock = threading.Lock()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def _handler(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server.lock:
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                    fail = not server.failed_once and server.requests == [] and self.path.endswith("completions")
+                    server.failed_once = server.failed_once or fail
+                    if not fail:
+                        server.requests.append(body)
+                        server.headers.append(self.headers.get("Authorization", ""))
+                time.sleep(0.05)
+                with server.lock:
+                    server.in_flight -= 1
+                if fail:
+                    self._reply(500, {"error": {"message": "try again"}})
+                    return
+                images = sum(p.get("type") == "image_url" for m in body["messages"] for p in m["content"])
+                self._reply(200, {
+                    "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                    "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                        "role": "assistant", "content": f"<think>saw {images} image(s)</think><answer>[]</answer>"}}],
+                    "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}})
+
+            def _reply(self, status: int, data: dict) -> None:
+                raw = json.dumps(data).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+        return Handler
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    fake = FakeServer()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(scope="module")
+def prompts(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("prompts") / "p"
+    code, text = cli("gen-prompts", "--source", "jsonl", "--input", ROOMS, "--output", out, "--image-size", "96")
+    assert code == 0, text
+    return out
+
+
+def test_samples_come_from_the_server_with_images_as_data_urls(server, prompts, tmp_path, monkeypatch):
+    monkeypatch.setenv("MY_KEY", "secret-key")
+    out = tmp_path / "r"
+    code, text = cli("rollout", "--input", prompts, "--output", out, "--model", "served-vlm", "--backend", "openai",
+                     "--base-url", server.url, "--api-key-env", "MY_KEY", "--n", 3, "--max-rows", 4,
+                     "--concurrency", 4, "--max-new-tokens", 77, "--temperature", 0.7, "--max-retries", 2)
+    assert code == 0, text
+    rows = pd.read_parquet(out)
+    assert len(rows) == 12 and set(rows.backend) == {"openai"} and set(rows.model) == {"served-vlm"}
+    assert set(rows.response) == {"<think>saw 1 image(s)</think><answer>[]</answer>"}
+    assert (rows.num_response_tokens == 7).all() and (rows.num_prompt_tokens == 11).all()
+    assert set(rows.finish_reason) == {"stop"}
+    assert server.failed_once and len(server.requests) == 12  # the 500 was retried, one request per sample
+    assert set(server.headers) == {"Bearer secret-key"}
+    assert 1 < server.max_in_flight <= 4
+    assert len({r["seed"] for r in server.requests}) == 12
+    assert {(r["max_tokens"], r["temperature"], r["n"]) for r in server.requests} == {(77, 0.7, 1)}
+    sent = {r["messages"][0]["content"][1]["text"]: r["messages"][0]["content"][0]["image_url"]["url"]
+            for r in server.requests}
+    for row in rows.itertuples():
+        url = sent[row.prompt]
+        assert url.startswith("data:image/png;base64,")
+        decoded = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")
+        assert decoded.tobytes() == Image.open(prompts / row.image).convert("RGB").tobytes()
+
+
+def test_guided_sends_the_row_grammar(server, prompts, tmp_path):
+    out = tmp_path / "g"
+    code, text = cli("rollout", "--input", prompts, "--output", out, "--model", "m", "--backend", "openai",
+                     "--base-url", server.url, "--n", 1, "--max-rows", 2, "--guided", "--max-retries", 2)
+    assert code == 0, text
+    grammars = [r["structured_outputs"]["grammar"] for r in server.requests]
+    assert len(grammars) == 2 and all(g.startswith('root ::= "<think>"') for g in grammars)
+    assert grammars[0] != grammars[1]  # per row: its own objects and room size
+
+
+def test_unreachable_server_fails_with_a_clear_message(prompts, tmp_path):
+    code, text = cli("rollout", "--input", prompts, "--output", tmp_path / "x", "--model", "m", "--backend", "openai",
+                     "--base-url", "http://127.0.0.1:9/v1", "--max-rows", 1, "--n", 1, "--max-retries", 0,
+                     "--timeout", 5)
+    assert code == 2 and "every request" in text and "127.0.0.1:9" in text
