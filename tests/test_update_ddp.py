@@ -1,4 +1,5 @@
-"""`accelerate launch` with 2 CPU processes (DDP over gloo) trains the same step as one process.
+"""`accelerate launch` with the shipped DDP config on 2 CPU processes (gloo) trains the same step as
+one process.
 
 Each process holds half of every group; if the stored completions or rewards reached the wrong
 process or position, the first step's loss, gradient norm or weights would differ.
@@ -17,6 +18,8 @@ from safetensors.torch import load_file
 from update_data import read_metrics, scored_rows, tiny_model_dir, write_dataset
 
 from stages.core import vlm
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "accelerate"
 
 
 def free_port() -> int:
@@ -37,8 +40,9 @@ def test_two_cpu_processes_match_one(tmp_path_factory, tmp_path):
                        rewards=[[0.9, 0.1, 0.5, 0.3], [0.0, 1.2, 0.7, 0.2]])
     data = write_dataset(tmp_path / "scores", rows)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+    # The shipped DDP config, on 2 CPU processes: without GPUs torch.distributed falls back to gloo.
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(EXAMPLES / "ddp.yaml"),
+                "--num_processes", "2", "--mixed_precision", "no", "--dynamo_backend", "no",
                 "--main_process_port", str(free_port()), "-m", "metaspatial_cli"]
     ddp = subprocess.run(launcher + update_cmd(data, tmp_path / "ddp", model, 4), env=env,
                          capture_output=True, text=True, timeout=600)
