@@ -93,7 +93,7 @@ def print_table(table: list[dict[str, Any]], cfg: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    view = Table(title=f"held-out rooms: {cfg.rooms} (split {cfg.split or 'all'}), n={cfg.n}",
+    view = Table(title=f"held-out rooms: {cfg.rooms or 'made by gen-prompts'} (split {cfg.split or 'all'}), n={cfg.n}",
                  caption="format ok: share of exact answers; objects ok: every object placed once; "
                  "↓ lower is better")
     for heading in ["model", "rooms", "samples", *[h for _, h, _ in METRICS]]:

@@ -59,13 +59,14 @@ def _rooms_file(rooms: Path) -> Path | None:
 
 def prompt_steps(cfg: EvalConfig) -> tuple[list[Step], Path]:
     """The gen-prompts step (when given rooms rather than prompts) and the dataset to filter."""
-    rooms_file = _rooms_file(cfg.rooms)
-    if rooms_file is None:
-        return [], cfg.rooms
     out = cfg.output / "all-prompts"
-    args = ("gen-prompts", "--config", str(_config_path(cfg, "gen-prompts")), "--source", "jsonl",
-            "--input", str(rooms_file), "--output", str(out))
-    return [Step("gen-prompts", args, out, "dataset")], out
+    args: tuple[str, ...] = ("gen-prompts", "--config", str(_config_path(cfg, "gen-prompts")))
+    if cfg.rooms is not None:
+        rooms_file = _rooms_file(cfg.rooms)
+        if rooms_file is None:
+            return [], cfg.rooms
+        args += ("--source", "jsonl", "--input", str(rooms_file))
+    return [Step("gen-prompts", (*args, "--output", str(out)), out, "dataset")], out
 
 
 def write_prompts(cfg: EvalConfig, source: Path) -> Path:

@@ -35,8 +35,9 @@ class EvalConfig(BaseModel):
     """Models to evaluate (local paths or hub names), in table order."""
     label: list[str] = Field(default_factory=list)
     """Names for the models in the table (default: the model paths)."""
-    rooms: Path = Path("examples/rooms")
-    """Held-out rooms: a rooms .jsonl file, a folder holding rooms.jsonl, or a prompt dataset."""
+    rooms: Path | None = Path("examples/rooms")
+    """Held-out rooms: a rooms .jsonl file, a folder holding rooms.jsonl, or a prompt dataset; none (null in
+    YAML): rooms made by gen-prompts with the gen-prompts options below (e.g. synthetic rooms of another seed)."""
     split: str | None = "test"
     """Evaluate only rooms of this split (none: all rooms)."""
     max_rooms: int | None = Field(default=None, ge=1)
@@ -46,7 +47,7 @@ class EvalConfig(BaseModel):
     output: Path = Path("eval")
     """Output folder: per-model datasets, eval.csv and eval.md."""
     gen_prompts: dict[str, Any] = Field(default_factory=dict, alias="gen-prompts")
-    """gen-prompts options when --rooms is a rooms file (e.g. template, image_size)."""
+    """gen-prompts options used to make the prompts (template, image_size; source, seed, ... when rooms is none)."""
     rollout: dict[str, Any] = Field(default_factory=dict)
     """rollout options (backend, guided, max_new_tokens, ...), the same for every model."""
     render: dict[str, Any] = Field(default_factory=dict)

@@ -172,6 +172,9 @@ def load_recipe(path: Path, sets: list[str] | None = None) -> Recipe:
     if unknown:
         raise UserError(f"{source}: {unknown[0]}: unknown key (allowed: {', '.join(sorted(TOP_KEYS))} "
                         f"and one section per stage: {', '.join(PIPELINE)})")
+    if isinstance(raw.get("workdir"), str) and "${" not in raw["workdir"]:
+        # Absolute, so that every step finds its inputs whatever directory a stage resolves paths against.
+        raw["workdir"] = str(Path(raw["workdir"]).absolute())
     raw = interpolate(raw, source)
     for key in ("workdir", "model"):
         if not isinstance(raw.get(key), str) or not raw[key]:
