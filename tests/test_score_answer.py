@@ -110,3 +110,14 @@ def test_arbitrary_json_never_raises(value):
 @given(st.permutations(GOOD))
 def test_order_of_objects_changes_nothing(perm):
     assert parse_answer(wrap(json.dumps(perm)), IDS).placements == parse_answer(wrap(json.dumps(GOOD)), IDS).placements
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.one_of(st.text(max_size=200), json_values.map(lambda v: wrap(json.dumps(v)))),
+       st.sampled_from(["metaspatial", "metaspatial-v1"]))
+def test_the_whole_score_path_never_raises_on_model_text(text, preset):
+    from test_score_data import scene_row, scenes, score_library
+
+    room_id = next(iter(scenes()))
+    (row,) = score_library([scene_row(room_id, text)], preset=preset)
+    assert 0.0 <= row["reward"] <= 3.0 and row["feedback"]

@@ -72,7 +72,8 @@ class ParsedAnswer:
 def _blocks(text: str, open_tag: str, close_tag: str) -> list[tuple[int, int]]:
     """(start, end) spans of the contents of every complete `open…close` block, left to right.
     Plain `str.find` scanning: linear time on any input (no regex backtracking)."""
-    spans, pos = [], 0
+    spans: list[tuple[int, int]] = []
+    pos = 0
     while True:
         start = text.find(open_tag, pos)
         if start < 0:
@@ -178,13 +179,12 @@ def _read_entries(entries: list[tuple[Any, Any]], expected: list[str], parsed: P
         if raw is None:
             parsed.add(BAD_ENTRIES, f"{where} ({oid!r}): needs numbers \"x\", \"y\" and \"z\"")
             continue
-        coords = [_coordinate(v) for v in raw]
-        bad = [(axis, v) for axis, v, c in zip("xyz", raw, coords, strict=True) if c is None]
-        if bad:
-            axis, value = bad[0]
+        x, y, z = (_coordinate(v) for v in raw)
+        if x is None or y is None or z is None:
+            axis, value = next((a, v) for a, v in zip("xyz", raw, strict=True) if _coordinate(v) is None)
             parsed.add(BAD_ENTRIES, f"{where} ({oid!r}): {axis} = {_describe(value)} is not a finite number")
             continue
-        parsed.placements[oid] = (coords[0], coords[1], coords[2])
+        parsed.placements[oid] = (x, y, z)
     parsed.missing = [oid for oid in expected if oid not in seen]
     if parsed.missing:
         parsed.add(BAD_ENTRIES, f"{len(parsed.missing)} object(s) not placed: {', '.join(parsed.missing[:5])}"
@@ -207,8 +207,9 @@ def _check_tags(text: str, answer: tuple[int, int], parsed: ParsedAnswer) -> Non
         parsed.add(BAD_TAGS, "text after </answer>")
 
 
-def parse_answer(text: str, expected_ids: list[str]) -> ParsedAnswer:
-    """Parse `text` against the scene's object ids. Never raises; see the module docstring."""
+def parse_answer(text: str | None, expected_ids: list[str]) -> ParsedAnswer:
+    """Parse `text` against the scene's object ids. Never raises; see the module docstring.
+    A missing response (None, or anything that is not a string) is reported like an empty one."""
     parsed = ParsedAnswer()
     if not isinstance(text, str):
         parsed.add(NO_ANSWER, f"response is {type(text).__name__}, not text")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -76,14 +77,14 @@ def _template(scene: Scene) -> _Template:
         rels += [(k, -1, LAYOUT_CODE[r.element], PREP_CODE[r.preposition], True) for r in obj.layout_relations]
         rels += [(k, index[r.object_id], -1, PREP_CODE[r.preposition], r.is_adjacent)
                  for r in obj.object_relations if r.object_id in index]
-    columns = list(zip(*rels, strict=True)) if rels else [[]] * 5
+    columns: list[tuple[Any, ...]] = list(zip(*rels, strict=True)) if rels else [()] * 5
     fixed = [math.radians(o.rotation) if o.rotation is not None
              else math.radians(FACING_ANGLE[o.facing]) if o.facing in WALLS else math.nan for o in scene.objects]
+    half = np.array([(o.length / 2, o.width / 2, o.height / 2) for o in scene.objects], dtype=float).reshape(-1, 3)
     template = _Template(
-        ids, list(scene.objects), np.array([(o.length / 2, o.width / 2, o.height / 2) for o in scene.objects],
-                                           dtype=float).reshape(-1, 3),
-        np.array([o.on_floor for o in scene.objects], dtype=bool), np.array(fixed, dtype=float),
-        *(np.array(c, dtype=int) for c in columns[:4]), np.array(columns[4], dtype=bool))
+        ids, list(scene.objects), half, np.array([o.on_floor for o in scene.objects], dtype=bool),
+        np.array(fixed, dtype=float), np.array(columns[0], dtype=int), np.array(columns[1], dtype=int),
+        np.array(columns[2], dtype=int), np.array(columns[3], dtype=int), np.array(columns[4], dtype=bool))
     if len(_TEMPLATES) >= _MAX_TEMPLATES:
         _TEMPLATES.clear()
     _TEMPLATES[id(scene)] = (scene, template)
@@ -105,7 +106,10 @@ def build(items: Sequence[tuple[Scene, Placements]]) -> tuple[LayoutBatch, Relat
     """One batch for many rows. Only placed objects take part; relations to unplaced ones are skipped.
     Returns the batch, its relations and, per row, the ids in batch order. The per-row work is a
     cached template lookup and copying the coordinates; everything else is concatenated at once."""
-    subs, centers, rooms, ids_per_row = [], [], [], []
+    subs: list[tuple[_Template, np.ndarray]] = []
+    centers: list[tuple[float, float, float]] = []
+    rooms: list[tuple[float, float, float]] = []
+    ids_per_row: list[list[str]] = []
     for scene, placements in items:
         t = _template(scene)
         if not all(oid in placements for oid in t.ids):
@@ -123,7 +127,7 @@ def build(items: Sequence[tuple[Scene, Placements]]) -> tuple[LayoutBatch, Relat
     rel_counts = np.array([len(t.rel_a) for t, _ in subs], dtype=int)
     bases = np.repeat(np.cumsum(counts) - counts, rel_counts)
 
-    def joined(get, dtype: type) -> np.ndarray:
+    def joined(get: Any, dtype: Any) -> np.ndarray:
         arrays = [get(t, angle) for t, angle in subs]
         return np.concatenate(arrays).astype(dtype) if arrays else np.zeros(0, dtype)
 

@@ -101,6 +101,8 @@ def validate_input(cfg: Config) -> None:
     """Check columns, scenes and renders before anything is written; errors name the row and field."""
     from .scoring import IMAGE_COLUMNS, scene_of
 
+    if cfg.input is None:
+        raise UserError("score: --input is required (a dataset directory)")
     table = ds.read_table(cfg.input)
     ds.require_columns(table, NEEDS, cfg.input)
     if cfg.judge in ("openai", "hf") and not any(c in table.column_names for c in IMAGE_COLUMNS):
@@ -135,7 +137,5 @@ STAGE = Stage(name="score", config_class=Config, adds=COLUMNS, make_processor=ma
 def run(cfg: Config) -> Path:
     if not isinstance(cfg, Config):
         raise UserError("score: expected a score.Config")
-    if cfg.input is None:
-        raise UserError("score: --input is required (a dataset directory)")
     validate_input(cfg)
     return run_stage(STAGE, cfg)

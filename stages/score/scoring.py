@@ -34,6 +34,12 @@ def scene_of(row: dict[str, Any], cache: dict[tuple, Scene], where: str = "") ->
     return cache[key]
 
 
+def _text(row: dict[str, Any]) -> str | None:
+    """The row's response, or None when it is not text (a null in the dataset)."""
+    value = row.get("response")
+    return value if isinstance(value, str) else None
+
+
 def reference_positions(row: dict[str, Any]) -> dict[str, list[float]] | None:
     value = row.get("reference_layout")
     if not value:
@@ -53,7 +59,7 @@ class RowWork:
     judgement: Judgement | None = None
     judged_by: str | None = None
     judge_error: str | None = None
-    v1_result: v1.V1Result | None = None
+    v1_result: v1.V1Result = field(default_factory=v1.V1Result)
     v1_updated: list[dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -75,7 +81,7 @@ def _v1_objects(scene: Scene, row: dict[str, Any]) -> tuple[list[dict[str, Any]]
 
 
 def _images(row: dict[str, Any], input_dir: Path | None) -> list[Path]:
-    refs = [row.get(col) for col in IMAGE_COLUMNS if row.get(col)]
+    refs = [str(row[col]) for col in IMAGE_COLUMNS if row.get(col)]
     return [Path(ref) if input_dir is None or Path(ref).is_absolute() else Path(input_dir) / ref for ref in refs]
 
 
@@ -142,7 +148,7 @@ def score_rows(rows: list[dict[str, Any]], cfg: Any, judge: Judge, fallback: Jud
     work = []
     for row in rows:
         scene = scene_of(row, cache)
-        work.append(RowWork(scene, parse_answer(row.get("response"), scene.ids)))
+        work.append(RowWork(scene, parse_answer(_text(row), scene.ids)))
     measured = [k for k, w in enumerate(work) if w.parsed.placements]
     tol = Tolerances(cfg.tolerance, cfg.scale, cfg.adjacent_gap, cfg.outside, cfg.floor_covering)
     for k, m in zip(measured, measure([(work[k].scene, work[k].parsed.placements) for k in measured], tol),
@@ -151,7 +157,7 @@ def score_rows(rows: list[dict[str, Any]], cfg: Any, judge: Judge, fallback: Jud
     for row, w in zip(rows, work, strict=True):
         if cfg.preset == "metaspatial-v1":
             objects, placeholder = _v1_objects(w.scene, row)
-            w.v1_result, w.v1_updated = v1.prepare(row.get("response"), objects)
+            w.v1_result, w.v1_updated = v1.prepare(_text(row), objects)
             if w.v1_updated is not None:
                 w.v1_updated = [{k: v for k, v in o.items() if not (k == "position" and v is placeholder)}
                                 for o in w.v1_updated]
@@ -196,7 +202,10 @@ def _history_rewards(value: Any) -> list[float] | None:
         return None
     if not isinstance(history, list) or not history:
         return None
-    rewards = [h.get("reward") for h in history if isinstance(h, dict)]
-    if len(rewards) != len(history) or not all(isinstance(r, (int, float)) and math.isfinite(r) for r in rewards):
-        return None
-    return [float(r) for r in rewards]
+    rewards = []
+    for entry in history:
+        value = entry.get("reward") if isinstance(entry, dict) else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return None
+        rewards.append(float(value))
+    return rewards

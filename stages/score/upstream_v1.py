@@ -54,9 +54,9 @@ class V1Result:
     crash: str | None = None
 
 
-def _first_answer(text: str) -> Any:
+def _first_answer(text: str | None) -> Any:
     """Upstream's parser: the first answer block through `json.loads`, None if it is not JSON."""
-    match = ANSWER_RE.search(text)
+    match = ANSWER_RE.search(text) if isinstance(text, str) else None
     if not match:
         return None
     try:
@@ -67,7 +67,7 @@ def _first_answer(text: str) -> Any:
         raise UpstreamCrash(f"extract_json_from_text: {type(err).__name__}") from None
 
 
-def format_reward(text: str, n_objects: int) -> float:
+def format_reward(text: str | None, n_objects: int) -> float:
     if not isinstance(text, str) or not FORMAT_RE.fullmatch(text):
         return 0.0
     data = _first_answer(text)
@@ -166,7 +166,7 @@ def grade_sum(grades: dict[str, float] | None) -> int:
     return sum(int(g) for g in grades.values()) if grades else 0
 
 
-def prepare(text: str, objects: list[dict[str, Any]]) -> tuple[V1Result, list[dict[str, Any]] | None]:
+def prepare(text: str | None, objects: list[dict[str, Any]]) -> tuple[V1Result, list[dict[str, Any]] | None]:
     """First half of `metaverse_compute_score`, up to the judge. `objects` (deep-copied by the
     caller) carry their reference positions. Returns the result so far and, when upstream would
     call the judge, the updated objects; otherwise the result is final."""

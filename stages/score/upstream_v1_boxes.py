@@ -11,6 +11,7 @@ angles exactly in (90, 270).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -166,7 +167,7 @@ def in_corner(a_obj, b, adjacent, floor, room) -> Box:
     return x, x, p["y"] - lb / 2 + wa / 2, p["y"] + lb / 2 - wa / 2, z, z
 
 
-FUNCTIONS = {"on": on, "under": under, "above": above, "in the corner": in_corner, "in the middle of": on,
+FUNCTIONS: dict[str, Callable[..., Box]] = {"on": on, "under": under, "above": above, "in the corner": in_corner, "in the middle of": on,
              **{kind: partial(_directional, kind) for kind in ("left of", "right of", "in front", "behind")}}
 
 

@@ -19,6 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from stages.core.dataset import write_json
 
@@ -85,15 +86,16 @@ class OpenAIJudge:
     def _ask(self, prompt: str, images: list[bytes]) -> Judgement:
         import openai
 
-        content = [{"type": "text", "text": prompt}] + [
+        content: list[dict[str, Any]] = [{"type": "text", "text": prompt}] + [
             {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(b).decode()}}
             for b in images]
         error = "openai: no attempt made"
         for attempt in range(self.settings.retries + 1):
             wait = self.settings.backoff * 2 ** attempt
             try:
+                messages: Any = [{"role": "user", "content": content}]
                 reply = self.client.chat.completions.create(
-                    model=self.settings.model, messages=[{"role": "user", "content": content}],
+                    model=self.settings.model, messages=messages,
                     max_tokens=self.settings.max_tokens, temperature=0.0)
                 text = reply.choices[0].message.content if reply.choices else None
                 grades, problem = parse_grades(text)
