@@ -91,12 +91,12 @@ def wider_model(tiny: Path, out: Path, hidden: int, layers: int) -> Path:
     config.vision_config.out_hidden_size = hidden
     torch.manual_seed(0)
     Qwen2_5_VLForConditionalGeneration(config).save_pretrained(out)
-    for name in trl_bridge_files(tiny):
+    for name in processor_files(tiny):
         (out / name).write_bytes((tiny / name).read_bytes())
     return out
 
 
-def trl_bridge_files(model_dir: Path) -> list[str]:
+def processor_files(model_dir: Path) -> list[str]:
     return [p.name for p in model_dir.iterdir() if p.suffix in (".json", ".jinja") and p.name != "config.json"]
 
 

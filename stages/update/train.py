@@ -119,11 +119,9 @@ def run_update(cfg: Config) -> Path:
     args = trl_bridge.grpo_config(out / outputs.CHECKPOINTS,
                                   _grpo_options(cfg, group_size, longest_completion))
     metrics = outputs.MetricsLog(out, outputs.checkpoint_step(checkpoint))
-    holder: dict[str, Any] = {}
-    callback = trl_bridge.metrics_callback(metrics.write, lambda: holder["trainer"])
+    callback = trl_bridge.metrics_callback(metrics.write)
     rollouts = trl_bridge.StoredRollouts(prepared.stored, group_size)
     trainer = trl_bridge.build_trainer(model, processor, dataset, rollouts, args, peft_config, [callback])
-    holder["trainer"] = trainer
     start = time.time()
     if checkpoint:
         console.print(f"update: resuming from {checkpoint}")

@@ -111,21 +111,59 @@ def grpo_config(output_dir: Path, options: dict[str, Any]) -> Any:
 
 def build_trainer(model: Any, processor: Any, dataset: Any, rollouts: StoredRollouts, args: Any,
                   peft_config: Any, callbacks: list[Any]) -> Any:
-    """A real `GRPOTrainer` whose generation step is `rollouts`."""
+    """A real `GRPOTrainer` whose generation step is `rollouts`, logging advantage statistics and
+    tokens/s along with TRL's own metrics (to every `report_to` tracker and to `callbacks`)."""
     from transformers import PrinterCallback
     from trl import GRPOTrainer
 
     class StoredRolloutTrainer(GRPOTrainer):
         def _prepare_inputs(self, generation_batch: Any) -> Any:
             if self.model.training:
+                throughput.start(self.state)
                 generation_batch = rollouts.expand(generation_batch, self.accelerator.process_index)
             return super()._prepare_inputs(generation_batch)
 
+        def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+            if "loss" in logs:
+                logs = {**logs, **advantage_stats(list(self._logs["advantages"])), **throughput.update(self.state)}
+            super().log(logs, start_time)
+
+    throughput = Throughput()
     trainer = StoredRolloutTrainer(model=model, reward_funcs=[stored_reward], args=args, train_dataset=dataset,
-                          processing_class=_checkpointable(processor), peft_config=peft_config,
-                          rollout_func=rollouts, callbacks=callbacks)
-    trainer.remove_callback(PrinterCallback)  # our metrics callback prints a shorter line per step
+                                   processing_class=_checkpointable(processor), peft_config=peft_config,
+                                   rollout_func=rollouts, callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)  # the metrics callback prints a shorter line per step
     return trainer
+
+
+class Throughput:
+    """Prompt + completion tokens per second of wall time since the previous log record."""
+
+    def __init__(self) -> None:
+        self.last: tuple[float, float] | None = None
+
+    def start(self, state: Any) -> None:
+        """Start the clock at the first batch (after model loading and setup; on resume, from the
+        checkpoint's token count)."""
+        if self.last is None:
+            self.last = (time.perf_counter(), float(state.num_input_tokens_seen or 0))
+
+    def update(self, state: Any) -> dict[str, float]:
+        now, tokens = time.perf_counter(), float(state.num_input_tokens_seen or 0)
+        last, self.last = self.last, (now, tokens)
+        if last is None or now <= last[0]:
+            return {}
+        return {"tokens_per_s": (tokens - last[1]) / (now - last[0])}
+
+
+def advantage_stats(advantages: list[float]) -> dict[str, float]:
+    """Mean, std, min and max of the advantages TRL computed for the latest generation batch."""
+    if not advantages:
+        return {}
+    mean = sum(advantages) / len(advantages)
+    return {"advantages/mean": mean,
+            "advantages/std": (sum((a - mean) ** 2 for a in advantages) / len(advantages)) ** 0.5,
+            "advantages/min": min(advantages), "advantages/max": max(advantages)}
 
 
 def _checkpointable(processor: Any) -> Any:
@@ -141,41 +179,19 @@ def _checkpointable(processor: Any) -> Any:
     return processor
 
 
-def batch_advantages(trainer: Any) -> list[float]:
-    """Advantages TRL computed for the latest generation batch (all processes)."""
-    return list(trainer._logs["advantages"])
-
-
-def metrics_callback(write: Callable[[dict[str, Any]], None], trainer_ref: Callable[[], Any]) -> Any:
-    """A TrainerCallback that passes each log record, plus tokens/s and advantage stats, to `write`."""
+def metrics_callback(write: Callable[[dict[str, Any]], None]) -> Any:
+    """A TrainerCallback that passes each step's log record to `write` and prints a short line."""
     from transformers import TrainerCallback
 
     class MetricsCallback(TrainerCallback):
-        def __init__(self) -> None:
-            self.last = (time.perf_counter(), 0.0)
-
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.last = (time.perf_counter(), float(state.num_input_tokens_seen or 0))
-
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
                    **kwargs: Any) -> None:
             if not state.is_world_process_zero or not logs or "loss" not in logs:
                 return
-            now, tokens = time.perf_counter(), float(logs.get("num_tokens", state.num_input_tokens_seen))
-            record = {"step": state.global_step, "epoch": state.epoch, **logs}
-            if now > self.last[0] and tokens >= self.last[1]:
-                record["tokens_per_s"] = (tokens - self.last[1]) / (now - self.last[0])
-            self.last = (now, tokens)
-            adv = batch_advantages(trainer_ref())
-            if adv:
-                mean = sum(adv) / len(adv)
-                record["advantages/mean"] = mean
-                record["advantages/std"] = (sum((a - mean) ** 2 for a in adv) / len(adv)) ** 0.5
-                record["advantages/min"] = min(adv)
-                record["advantages/max"] = max(adv)
-            write(record)
+            write({"step": state.global_step, "epoch": state.epoch, **logs})
+            nan = float("nan")
             print(f"update: step {state.global_step}/{state.max_steps} loss {logs['loss']:.4g} "
-                  f"reward {logs.get('reward', float('nan')):.4g} grad_norm {logs.get('grad_norm', float('nan')):.4g} "
-                  f"tokens/s {record.get('tokens_per_s', float('nan')):.0f}", flush=True)
+                  f"reward {logs.get('reward', nan):.4g} grad_norm {logs.get('grad_norm', nan):.4g} "
+                  f"tokens/s {logs.get('tokens_per_s', nan):.0f}", flush=True)
 
     return MetricsCallback()
