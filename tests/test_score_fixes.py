@@ -96,11 +96,15 @@ def test_bug06_layout_elements_do_not_dilute_collisions():
 
 
 def test_bug07_constraints_have_a_tolerance():
-    shifted = {oid: (x + 0.01, y - 0.01, z) for oid, (x, y, z) in gt_placements(ROOM).items()}
-    exact, near = score_library([gt_row(), scene_row(ROOM, answer_text(shifted))])
-    assert near["constraint_ratio"] == exact["constraint_ratio"]
+    def shifted(d):
+        return scene_row(ROOM, answer_text({oid: (x + d, y - d, z) for oid, (x, y, z) in gt_placements(ROOM).items()}))
+
+    exact, within, noisy = score_library([gt_row(), shifted(0.003), shifted(0.02)])
+    assert within["constraint_ratio"] == exact["constraint_ratio"]
+    assert exact["constraint_ratio"] < noisy["constraint_ratio"] < exact["constraint_ratio"] + 0.2  # upstream: ~0.97
     floor = {oid: (x, y, 0.0) for oid, (x, y, z) in gt_placements(ROOM).items()}
-    assert score_one(scene_row(ROOM, answer_text(floor)))["collision_ratio"] <= exact["collision_ratio"] + 0.2
+    collisions = json.loads(score_one(scene_row(ROOM, answer_text(floor)))["feedback"])["collisions"]
+    assert not any("middle of the room" in pair for pair in collisions)  # the floor is not an object
 
 
 def test_bug08_all_relations_must_hold_and_unconstrained_objects_pass():

@@ -29,7 +29,9 @@ from .scene import LAYOUT_ELEMENTS, Scene
 @dataclass(frozen=True)
 class Tolerances:
     tolerance: float = 0.02
-    """Metres of overlap, protrusion, gap or relation miss that count as nothing."""
+    """Metres of overlap, protrusion or gap that count as nothing (touching objects, a rug under a table)."""
+    relation_tolerance: float = 0.005
+    """Metres by which a relation may be missed and still hold (answers are written to the millimetre)."""
     scale: float = 0.15
     """Metres beyond the tolerance at which a violation counts in full."""
     adjacent_gap: float = 0.05
@@ -72,7 +74,7 @@ def measure(items: Sequence[tuple[Scene, layout.Placements]], tol: Tolerances = 
     support = physics.degree(physics.support_gap(batch, i, j, tol.tolerance, footprint), tol.tolerance, tol.scale)
     distance = relation_distance(batch, rel, tol.adjacent_gap)
     constraint = np.zeros(size)
-    np.maximum.at(constraint, rel.a, physics.degree(distance, tol.tolerance, tol.scale))
+    np.maximum.at(constraint, rel.a, physics.degree(distance, tol.relation_tolerance, tol.scale))
 
     room = batch.room[batch.row]
     centre_out = ((batch.center < -tol.outside) | (batch.center > room + tol.outside)).any(axis=1)
@@ -86,7 +88,7 @@ def measure(items: Sequence[tuple[Scene, layout.Placements]], tol: Tolerances = 
                               (support > 0, "unsupported")):
         for k in np.flatnonzero(flags).tolist():
             getattr(results[row[k]], field_name).append(flat_ids[k])
-    for k in np.flatnonzero(distance > tol.tolerance).tolist():
+    for k in np.flatnonzero(distance > tol.relation_tolerance).tolist():
         a, b = int(rel.a[k]), int(rel.b[k])
         target = flat_ids[b] if b >= 0 else LAYOUT_ELEMENTS[rel.layout[k]]
         results[row[a]].violations.append(

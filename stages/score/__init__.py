@@ -50,7 +50,9 @@ class Config(StageConfig):
     judge_fallback: Literal["rules", "drop"] = "rules"
     """When the judge fails for a row: grade it with rules, or drop the judge term (recorded in judge_error)."""
     tolerance: float = Field(default=0.02, ge=0)
-    """Metres of overlap, protrusion, gap or relation miss that count as nothing (metaspatial)."""
+    """Metres of overlap, protrusion or gap that count as nothing (metaspatial)."""
+    relation_tolerance: float = Field(default=0.005, ge=0)
+    """Metres by which a relation may be missed and still hold (metaspatial)."""
     scale: float = Field(default=0.15, gt=0)
     """Metres beyond the tolerance at which a violation counts in full (metaspatial)."""
     adjacent_gap: float = Field(default=0.05, ge=0)

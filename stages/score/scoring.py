@@ -150,7 +150,8 @@ def score_rows(rows: list[dict[str, Any]], cfg: Any, judge: Judge, fallback: Jud
         scene = scene_of(row, cache)
         work.append(RowWork(scene, parse_answer(_text(row), scene.ids)))
     measured = [k for k, w in enumerate(work) if w.parsed.placements]
-    tol = Tolerances(cfg.tolerance, cfg.scale, cfg.adjacent_gap, cfg.outside, cfg.floor_covering)
+    tol = Tolerances(cfg.tolerance, cfg.relation_tolerance, cfg.scale, cfg.adjacent_gap, cfg.outside,
+                     cfg.floor_covering)
     for k, m in zip(measured, measure([(work[k].scene, work[k].parsed.placements) for k in measured], tol),
                     strict=True):
         work[k].measures = m
