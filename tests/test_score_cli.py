@@ -145,3 +145,16 @@ def test_openai_judge_end_to_end_with_failures_visible(prompts, tmp_path, monkey
         if path.is_file():
             assert b"sk-never-written" not in path.read_bytes()
     assert "sk-never-written" not in text and os.environ["JUDGE_SECRET"] == "sk-never-written"
+
+
+def test_sharded_score_equals_one_process(prompts, tmp_path):
+    src = rollout_dir(prompts, tmp_path / "in", kinds=("ground_truth", "random_inside", "nan_coords"))
+    assert cli("score", "--input", src, "--output", tmp_path / "one")[0] == 0
+    for shard in (0, 1):
+        code, text = cli("score", "--input", src, "--output", tmp_path / "two", "--num-shards", 2,
+                         "--shard-index", shard, "--chunk-size", 7)
+        assert code == 0, text
+    one, two = pd.read_parquet(tmp_path / "one"), pd.read_parquet(tmp_path / "two")
+    assert len(two) == len(one)
+    merged = two.sort_values("case_index").reset_index(drop=True)
+    assert merged.reward.tolist() == one.sort_values("case_index").reward.tolist()

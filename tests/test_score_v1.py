@@ -1,6 +1,7 @@
 """`metaspatial-v1` reproduces the paper's reward code on every fixture case where it did not crash."""
 
 import copy
+import json
 
 import pytest
 from test_score_data import case_rows, cases, probes, scenes, score_library
@@ -102,3 +103,28 @@ def test_non_cardinal_rotation_is_an_upstream_crash():
         result, updated = v1.prepare(case["response"], objects)
         final = v1.finish(result, updated, raw["scene_graph"][-6:], room, dict(zip("abcde", GRADES, strict=True)))
         assert (final.crash is not None) == expect_crash
+
+
+def test_unplaced_reference_object_collapses_the_room_to_half_as_upstream():
+    """Probe `missing_position_in_scene_file`: an answered object without a reference position
+    raises KeyError inside upstream's try, so every answer for that room scores 0.5."""
+    from test_score_data import answer_text, gt_placements, scene_row
+
+    room_id = next(iter(scenes()))
+    row = scene_row(room_id, answer_text(gt_placements(room_id)))
+    reference = json.loads(row["reference_layout"])
+    reference.pop(next(iter(reference)))
+    full, partial = score_library([row, dict(row, reference_layout=json.dumps(reference))],
+                                  preset="metaspatial-v1", judge="constant", judge_grades=GRADES)
+    assert full["reward"] == pytest.approx(1.16, abs=0.05) and partial["reward"] == 0.5
+    assert probes()["missing_position_in_scene_file"]["value"] == 0.5
+
+
+def test_without_reference_layout_answered_positions_are_scored():
+    from test_score_data import answer_text, gt_placements, scene_row
+
+    room_id = next(iter(scenes()))
+    row = scene_row(room_id, answer_text(gt_placements(room_id)))
+    with_ref, without = score_library([row, dict(row, reference_layout=None)], preset="metaspatial-v1",
+                                      judge="constant", judge_grades=GRADES)
+    assert without["reward"] == with_ref["reward"] and without["collision_ratio"] == with_ref["collision_ratio"]
