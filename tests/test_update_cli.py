@@ -86,13 +86,14 @@ def test_killed_update_resumes_from_its_checkpoint(tmp_path, tiny_model):
 
 
 @pytest.mark.slow
-def test_rollout_samples_from_the_updated_lora_model(tmp_path, tiny_model):
+def test_rollout_samples_from_the_updated_lora_model(tmp_path, tiny_model, monkeypatch):
     rows = scored_rows(vlm.load_processor(tiny_model).tokenizer, tmp_path / "scores")
     for i, row in enumerate(rows):
         row["prompt_id"] = f"room{i // 4}"
     data = write_dataset(tmp_path / "scores", rows)
     model = tmp_path / "model-1"
-    result = runner.invoke(app, ["update", "--input", str(data), "--output", str(model), "--model", str(tiny_model),
+    monkeypatch.chdir(tmp_path)  # relative paths, as users type them
+    result = runner.invoke(app, ["update", "--input", "scores", "--output", "model-1", "--model", str(tiny_model),
                                  "--max-steps", "1", "--lora-r", "4", "--learning-rate", "1e-2"])
     assert result.exit_code == 0, result.output
     assert (model / "adapter_config.json").exists()

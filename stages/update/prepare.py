@@ -34,7 +34,7 @@ def _image_path(input_dir: Path, ref: Any) -> str:
     path = Path(ref) if Path(ref).is_absolute() else Path(input_dir) / ref
     if not path.is_file():
         raise UserError(f"{input_dir}: image {ref} not found (expected at {path})")
-    return str(path)
+    return str(path.resolve())
 
 
 def sample_chat(sample: Sample, input_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
