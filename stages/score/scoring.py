@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from stages.core.answer import ParsedAnswer, parse_answer
+from stages.core.layout import Placements
 from stages.core.measure import RowMeasures, Tolerances, measure
 from stages.core.scene import RoomSize, Scene, layout_elements
 
@@ -61,7 +62,8 @@ class RowWork:
     judge_error: str | None = None
     v1_result: v1.V1Result = field(default_factory=v1.V1Result)
     v1_updated: list[dict[str, Any]] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    judged_layout: tuple[Placements, RowMeasures] | None = None
+    """What the judge sees: the answer's placements (v1: the updated scene file's) and their physics."""
 
 
 def _v1_objects(scene: Scene, row: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -85,16 +87,42 @@ def _images(row: dict[str, Any], input_dir: Path | None) -> list[Path]:
     return [Path(ref) if input_dir is None or Path(ref).is_absolute() else Path(input_dir) / ref for ref in refs]
 
 
+def _v1_placements(updated: list[dict[str, Any]]) -> Placements:
+    """The numeric positions of upstream's updated scene file (what its renderer would draw)."""
+    placements: Placements = {}
+    for item in updated:
+        pos = item.get("position") or {}
+        coords = [float(c) for c in (pos.get(axis) for axis in "xyz") if isinstance(c, (int, float))]
+        if len(coords) == 3 and all(math.isfinite(c) for c in coords):
+            placements[item["new_object_id"]] = (coords[0], coords[1], coords[2])
+    return placements
+
+
+def _set_judged_layouts(work: list[RowWork], cfg: Any, tol: Tolerances) -> None:
+    todo = [w for w in work if w.judge_needed]
+    if cfg.preset == "metaspatial-v1":
+        layouts = [_v1_placements(w.v1_updated or []) for w in todo]
+        for w, placements, m in zip(todo, layouts, measure([(w.scene, p) for w, p in zip(todo, layouts, strict=True)],
+                                                           tol), strict=True):
+            w.judged_layout = (placements, m)
+    else:
+        for w in todo:
+            w.judged_layout = (w.parsed.placements, w.measures or RowMeasures())
+
+
+def _preference(row: dict[str, Any]) -> str:
+    return str(row.get("preference") or row.get("description") or "")
+
+
 def _judge_all(work: list[RowWork], rows: list[dict[str, Any]], cfg: Any, judge: Judge, fallback: Judge,
                input_dir: Path | None) -> None:
-    todo = [k for k, w in enumerate(work) if w.judge_needed]
-    requests = []
-    for k in todo:
-        w = work[k]
-        placements = dict(w.parsed.placements)
-        requests.append(JudgeRequest(w.scene, placements, str(rows[k].get("preference") or rows[k].get("description")
-                                                               or ""), w.measures or RowMeasures(),
-                                     _images(rows[k], input_dir) if judge.needs_images else []))
+    todo, requests = [], []
+    for k, w in enumerate(work):
+        if w.judged_layout is not None:
+            placements, m = w.judged_layout
+            images = _images(rows[k], input_dir) if judge.needs_images else []
+            todo.append(k)
+            requests.append(JudgeRequest(w.scene, placements, _preference(rows[k]), m, images))
     results = judge.grade(requests) if requests else []
     failed = []
     for k, request, result in zip(todo, requests, results, strict=True):
@@ -125,8 +153,6 @@ def _columns(w: RowWork, cfg: Any, weights: reward_mod.Weights) -> dict[str, Any
         res = w.v1_result
         reward, fmt = res.reward, res.format_reward
         collision, constraint, oob, support = res.collision_ratio, res.constraint_ratio, None, None
-        if res.crash:
-            w.extra["upstream_crash"] = res.crash
     else:
         fmt = reward_mod.FORMAT_SCORE[w.parsed.format_level]
         m = w.measures if w.parsed.valid else None
@@ -139,7 +165,7 @@ def _columns(w: RowWork, cfg: Any, weights: reward_mod.Weights) -> dict[str, Any
         "judge_score": judge_score, "judge_grades": json.dumps({k: grades[k] for k in GRADE_KEYS}) if grades else None,
         "judge": w.judged_by if w.judge_needed else None, "judge_error": w.judge_error,
         "feedback": _feedback(w), "object_scores": json.dumps(w.measures.per_object) if w.measures else None,
-        "score_preset": cfg.preset, "upstream_crash": w.extra.get("upstream_crash"),
+        "score_preset": cfg.preset, "upstream_crash": w.v1_result.crash if cfg.preset == "metaspatial-v1" else None,
     }
 
 
@@ -165,6 +191,7 @@ def score_rows(rows: list[dict[str, Any]], cfg: Any, judge: Judge, fallback: Jud
             w.judge_needed = w.v1_result.judge_used
         else:
             w.judge_needed = w.parsed.valid
+    _set_judged_layouts(work, cfg, tol)
     _judge_all(work, rows, cfg, judge, fallback, input_dir)
     if cfg.preset == "metaspatial-v1":
         for row, w in zip(rows, work, strict=True):
