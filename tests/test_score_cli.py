@@ -73,7 +73,7 @@ def test_default_preset_cli_columns_and_ordering(prompts, tmp_path):
     assert manifest["stage"] == "score" and manifest["config"]["preset"] == "metaspatial"
 
 
-def test_scoring_writes_nothing_into_its_input(prompts, tmp_path):
+def test_bug18_scoring_writes_nothing_into_its_input(prompts, tmp_path):
     """Upstream bug 18: shared scratch files. Score reads each row's own paths and writes only its output."""
     src = rollout_dir(prompts, tmp_path / "in", kinds=("ground_truth",))
     before = sorted(p.relative_to(src) for p in src.rglob("*"))
@@ -158,3 +158,15 @@ def test_sharded_score_equals_one_process(prompts, tmp_path):
     assert len(two) == len(one)
     merged = two.sort_values("case_index").reset_index(drop=True)
     assert merged.reward.tolist() == one.sort_values("case_index").reward.tolist()
+
+
+def test_bug19_reference_to_a_missing_object_is_a_clear_input_error(prompts, tmp_path):
+    src = rollout_dir(prompts, tmp_path / "in", kinds=("ground_truth",))
+    table = pd.read_parquet(src)
+    graph = json.loads(table.loc[0, "scene"])
+    graph[0]["placement"]["objects_in_room"] = [{"object_id": "ghost_9", "preposition": "on", "is_adjacent": True}]
+    table.loc[0, "scene"] = json.dumps(graph)
+    (tmp_path / "bad").mkdir()
+    table.to_parquet(tmp_path / "bad" / "train-00000-of-00001.parquet")
+    code, text = cli("score", "--input", tmp_path / "bad", "--output", tmp_path / "out")
+    assert code == 2 and "ghost_9" in text and "row 0" in text and not (tmp_path / "out").exists()
