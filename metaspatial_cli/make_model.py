@@ -16,11 +16,13 @@ from .options import err_console
 
 class Kind(str, Enum):
     tiny_qwen2_5_vl = "tiny-qwen2.5-vl"
+    tiny_llava = "tiny-llava"
 
 
 def make_model(
     kind: Kind = typer.Argument(..., help="What to build. tiny-qwen2.5-vl: a random ~0.8 M-parameter "
-                                "Qwen2.5-VL with a locally trained byte-level BPE tokenizer and processor."),
+                                "Qwen2.5-VL with a locally trained byte-level BPE tokenizer and processor. "
+                                "tiny-llava: a random LLaVA (CLIP + Qwen2) with the same tokenizer."),
     out_dir: Path = typer.Argument(..., help="Directory to write the model to (created if missing)."),
     seed: int = typer.Option(0, help="Random seed of the weights and tokenizer corpus; same seed, same files."),
     overwrite: bool = typer.Option(False, help="Replace a model already in DIR."),
@@ -29,10 +31,10 @@ def make_model(
     if (out_dir / "config.json").exists() and not overwrite:
         err_console.print(f"[bold red]error:[/] {out_dir} already holds a model; pass --overwrite to replace it")
         raise typer.Exit(2)
-    from stages.core.tiny_vlm import build_tiny_vlm
+    from stages.core.tiny_vlm import build_tiny_llava, build_tiny_vlm
 
     start = time.time()
-    build_tiny_vlm(out_dir, seed=seed)
+    (build_tiny_vlm if kind is Kind.tiny_qwen2_5_vl else build_tiny_llava)(out_dir, seed=seed)
     err_console.print(f"[green]make-model[/]: wrote {kind.value} to {out_dir} in {time.time() - start:.1f} s")
 
 

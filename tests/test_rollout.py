@@ -204,3 +204,14 @@ def test_lora_adapter_directory_loads_onto_its_base(tiny, tmp_path):
         plain = vlm.load_model(tiny)(input_ids=ids).logits
     assert torch.allclose(loaded, expected, atol=1e-5) and not torch.allclose(plain, expected, atol=1e-3)
     assert vlm.load_processor(tmp_path / "adapter").tokenizer.padding_side == "left"
+
+
+def test_another_architecture_samples_too(prompts, tmp_path):
+    """Nothing in the stage is Qwen-specific: a tiny LLaVA (CLIP + Qwen2) samples with images."""
+    code, text = cli("make-model", "tiny-llava", tmp_path / "llava")
+    assert code == 0, text
+    code, text = cli("rollout", "--input", prompts, "--output", tmp_path / "r", "--model", tmp_path / "llava",
+                     "--n", 2, "--max-rows", 2, "--max-new-tokens", 4, "--logprobs")
+    assert code == 0, text
+    rows = pd.read_parquet(tmp_path / "r")
+    assert len(rows) == 4 and (rows.response_logprobs.map(len) == rows.num_response_tokens).all()

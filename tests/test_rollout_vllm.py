@@ -1,8 +1,10 @@
 """rollout --backend vllm on vLLM's CPU build (run by `nox -s vllm`; deselected elsewhere).
 
 One engine start costs 20-100 s on a shared 2-core machine, so each test runs the stage once.
-The tiny Qwen2.5-VL covers text and image prompts; a tiny text-only Qwen2 covers the engine path
-independently of vLLM's multimodal processors.
+A tiny text-only Qwen2 covers the engine path, guided decoding and log-probs everywhere. The
+image tests (tiny Qwen2.5-VL, tiny LLaVA) need torchvision: vLLM's Qwen2-VL and LLaVA model code
+import transformers' torchvision image processors (Qwen2-VL's, Pixtral's), and PyPI only has CUDA
+torchvision wheels, which break against the CPU torch, so the CPU session runs without it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from PIL import Image
 
 from stages import rollout
 from stages.core.answer import parse_answer
-from stages.core.tiny_vlm import build_tiny_vlm, train_tokenizer
+from stages.core.tiny_vlm import build_tiny_llava, build_tiny_vlm, train_tokenizer
 from stages.rollout.guided import object_ids
 
 pytestmark = pytest.mark.vllm
@@ -66,8 +68,7 @@ def _check_rows(rows: pd.DataFrame) -> None:
     assert set(rows.finish_reason) <= {"stop", "length"}
 
 
-def test_tiny_vlm_text_and_image_prompts(tmp_path):
-    model = build_tiny_vlm(tmp_path / "tiny")
+def _text_and_image_prompts(tmp_path: Path, model: Path) -> None:
     text_rows = _run(tmp_path / "text", model, _prompts(tmp_path / "p_text", False), max_new_tokens=8,
                      logprobs=True)
     _check_rows(text_rows)
@@ -75,6 +76,19 @@ def test_tiny_vlm_text_and_image_prompts(tmp_path):
     image_rows = _run(tmp_path / "image", model, _prompts(tmp_path / "p_image", True), max_new_tokens=8)
     _check_rows(image_rows)
     assert image_rows.num_prompt_tokens.min() > text_rows.num_prompt_tokens.max()  # image tokens expanded
+
+
+NEEDS_TORCHVISION = "vLLM's multimodal model code imports transformers' torchvision image processors"
+
+
+def test_tiny_llava_text_and_image_prompts(tmp_path):
+    pytest.importorskip("torchvision", reason=NEEDS_TORCHVISION)
+    _text_and_image_prompts(tmp_path, build_tiny_llava(tmp_path / "llava"))
+
+
+def test_tiny_qwen2_5_vl_text_and_image_prompts(tmp_path):
+    pytest.importorskip("torchvision", reason=NEEDS_TORCHVISION)
+    _text_and_image_prompts(tmp_path, build_tiny_vlm(tmp_path / "tiny"))
 
 
 def test_tiny_text_lm_guided_answers_are_valid(tmp_path):

@@ -153,3 +153,39 @@ def build_tiny_vlm(out_dir: Path, seed: int = 0, vocab_size: int = 2048, max_ima
     image_processor = Qwen2VLImageProcessorPil(size={"shortest_edge": 28 * 28 * 4, "longest_edge": max_image_pixels})
     image_processor.save_pretrained(out_dir)
     return out_dir
+
+
+def build_tiny_llava(out_dir: Path, seed: int = 0, vocab_size: int = 2048, image_size: int = 56) -> Path:
+    """A tiny random LLaVA (CLIP vision tower + Qwen2 text tower) sharing the tiny Qwen tokenizer.
+
+    A second architecture, so model-agnostic code is tested on more than Qwen2.5-VL; its image
+    pipeline (CLIP, PIL) also runs where Qwen2-VL's needs torchvision (vLLM's CPU build).
+    """
+    import torch
+    from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, GenerationConfig, LlavaConfig,
+                              LlavaForConditionalGeneration, LlavaProcessor, Qwen2Config)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_tokenizer(seed, vocab_size)
+    image_token = tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    text = Qwen2Config(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
+                       bos_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                       pad_token_id=tokenizer.pad_token_id)
+    vision = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+                              image_size=image_size, patch_size=14, projection_dim=64)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=image_token,
+                         vision_feature_select_strategy="default", vision_feature_layer=-1)
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig(eos_token_id=[tokenizer.eos_token_id], pad_token_id=tokenizer.pad_token_id,
+                                               do_sample=True, temperature=1.0, top_p=1.0, top_k=0)
+    model.save_pretrained(out_dir)
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": image_size},
+                                            crop_size={"height": image_size, "width": image_size})
+    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=14,
+                               vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE,
+                               image_token="<|image_pad|>", num_additional_image_tokens=1)
+    processor.save_pretrained(out_dir)
+    return out_dir

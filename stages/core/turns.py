@@ -5,7 +5,8 @@ turn k+1 shows the model its own previous layout, the reward it earned and a sho
 list of what went wrong, next to the render of that layout. `history` entries are dicts
 `{"turn", "response", "reward", "feedback", "image"}`, with `feedback` as the score stage writes it:
 `{"collisions": [[a, b], ...], "out_of_bounds": [ids], "violations": [{"object_id", "preposition",
-"target"}], "missing": [ids], "unknown": [ids], "parse_error": str | None}`.
+"target"}], "unsupported": [ids], "missing": [ids], "unknown": [ids], "duplicates": [ids],
+"parse_error": str | None}`; absent keys mean no such problem.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ def feedback_lines(feedback: Any) -> list[str]:
     if feedback.get("violations"):
         lines.append("- Relations not met: " + _listed(
             [f"{v['object_id']} should be {v['preposition']} {v['target']}" for v in feedback["violations"]]))
+    if feedback.get("unsupported"):
+        lines.append("- Floating, with nothing under them: " + _listed(list(feedback["unsupported"])))
+    if feedback.get("duplicates"):
+        lines.append("- Ids placed more than once: " + _listed(list(feedback["duplicates"])))
     if feedback.get("missing"):
         lines.append("- Objects missing from the answer: " + _listed(list(feedback["missing"])))
     if feedback.get("unknown"):

@@ -14,6 +14,7 @@ so the tokens `update` trains on are exactly the tokens `rollout` sampled from:
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -77,10 +78,11 @@ def load_processor(path: str | Path):
     image_processor = AutoImageProcessor.from_pretrained(source, backend="pil")
     import transformers
 
-    cls = _without_video(getattr(transformers, name))
-    processor = cls(image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
-                    chat_template=tokenizer.chat_template)
-    return processor
+    cls = getattr(transformers, name)
+    if "video_processor" not in inspect.signature(cls.__init__).parameters:
+        return cls.from_pretrained(source, image_processor=image_processor, tokenizer=tokenizer)
+    return _without_video(cls)(image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
+                               chat_template=tokenizer.chat_template)
 
 
 def load_model(path: str | Path, dtype: str = "auto", device: str | None = None, merge_adapter: bool = True):

@@ -50,8 +50,8 @@ class Config(StageConfig):
     object exactly once, every centre inside the room."""
     guided_think_chars: int = Field(default=1500, ge=0)
     """With --guided: the most characters of reasoning before the answer is forced."""
-    render_view: Literal["perspective", "topdown"] = "perspective"
-    """Turn 2+: which render of the previous layout the prompt shows (column render_<view>)."""
+    render_view: str = "perspective"
+    """Turn 2+: which render of the previous layout the prompt shows (input column render_<view>)."""
     batch_size: int = Field(default=16, ge=1)
     """transformers: sequences generated together (sorted by prompt length)."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -107,7 +107,7 @@ def _plan(row: dict[str, Any], cfg: Config) -> tuple[list[dict[str, Any]], list[
     return samples.sample_ids(row, cfg), messages, history
 
 
-def make_processor(cfg: Config, ctx: Context):
+def make_processor(cfg: Config, ctx: Context, dropped: list[str]):
     from .backends import Request, make_backend
 
     backend = make_backend(cfg)
@@ -122,7 +122,7 @@ def make_processor(cfg: Config, ctx: Context):
         results = backend.generate(requests)
         out = []
         for row, (ids, messages, history), completions in zip(rows, plans, results, strict=True):
-            kept = {k: v for k, v in row.items() if k not in samples.SCORED_COLUMNS}
+            kept = {k: v for k, v in row.items() if k not in dropped}
             for ident, c in zip(ids, completions, strict=True):
                 out.append({**kept, **ident, "response": c.text, "model": cfg.model, "backend": cfg.backend,
                             "num_response_tokens": c.num_tokens, "finish_reason": c.finish_reason,
@@ -153,12 +153,15 @@ def _report(rows: list[dict[str, Any]], seconds: float) -> None:
                   f"({len(rows) / seconds:.2f} samples/s, {tokens / seconds:.0f} tokens/s)", highlight=False)
 
 
-STAGE = Stage(name="rollout", config_class=Config, adds=COLUMNS, make_processor=make_processor,
-              needs=samples.TURN1_NEEDS, drops=samples.SCORED_COLUMNS, unit="prompts")
+def stage_for(input_columns: list[str]) -> Stage:
+    """The stage for an input dataset: its previous-turn score and render columns are dropped."""
+    dropped = samples.dropped_columns(input_columns)
+    return Stage(name="rollout", config_class=Config, adds=COLUMNS, needs=samples.TURN1_NEEDS, drops=dropped,
+                 make_processor=lambda cfg, ctx: make_processor(cfg, ctx, dropped), unit="prompts")
 
 
-def check_input(cfg: Config) -> None:
-    """Everything that can be checked before a model loads or a file is written."""
+def check_input(cfg: Config) -> list[str]:
+    """Everything that can be checked before a model loads or a file is written; the input's columns."""
     if cfg.input is None:
         raise UserError("rollout: --input is required (a prompt dataset, or a scored dataset for --turn 2+)")
     table = ds.read_table(cfg.input)
@@ -172,10 +175,10 @@ def check_input(cfg: Config) -> None:
         local = Path(cfg.model)
         if not local.exists() and (cfg.model.startswith(("/", ".", "~")) or cfg.model.count("/") > 1):
             raise UserError(f"--model: {cfg.model} is neither a model directory nor a hub name (org/name)")
+    return table.column_names
 
 
 def run(cfg: Config) -> Path:
     if not isinstance(cfg, Config):
         raise UserError("rollout: expected a rollout.Config")
-    check_input(cfg)
-    return run_stage(STAGE, cfg)
+    return run_stage(stage_for(check_input(cfg)), cfg)

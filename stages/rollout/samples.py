@@ -22,10 +22,16 @@ from .guided import row_grammar
 # Columns of the previous turn's render and score stages that describe that turn's sample, not
 # this one's: they are not carried to a new turn (their values live on in `history`).
 SCORED_COLUMNS = [
-    "layout", "parse_error", "render_topdown", "render_perspective", "reward", "format_reward",
-    "collision_ratio", "constraint_ratio", "out_of_bounds_ratio", "judge_score", "judge_grades", "judge",
-    "judge_error", "return", "feedback",
+    "layout", "parse_error", "reward", "format_reward", "collision_ratio", "constraint_ratio",
+    "out_of_bounds_ratio", "support_ratio", "judge_score", "judge_grades", "judge", "judge_error", "return",
+    "feedback", "object_scores", "score_preset", "upstream_crash",
 ]
+RENDER_PREFIX = "render_"
+
+
+def dropped_columns(input_columns: list[str]) -> list[str]:
+    """The input columns a new turn does not carry: last turn's scores and renders (any view)."""
+    return [c for c in input_columns if c in SCORED_COLUMNS or c.startswith(RENDER_PREFIX)]
 TURN1_NEEDS = ["prompt_id", "prompt"]
 FOLLOWUP_NEEDS = ["prompt_id", "prompt", "trajectory_id", "turn", "response", "reward", "feedback"]
 
@@ -36,7 +42,7 @@ def samples_per_row(cfg: Any) -> int:
 
 
 def render_column(cfg: Any) -> str:
-    return f"render_{cfg.render_view}"
+    return RENDER_PREFIX + cfg.render_view.replace("-", "_")
 
 
 def needed_columns(cfg: Any) -> list[str]:
