@@ -23,7 +23,13 @@ from stages.core.stage import code_version
 from . import Config, outputs, prepare, trl_bridge
 from .groups import load_groups, zero_variance
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # no hard wraps in logs
+
+
+def say(message: str) -> None:
+    """Print once per job, from the main process (every process of a multi-GPU run gets here)."""
+    if outputs.is_main_process():
+        console.print(message)
 
 
 def _num_processes() -> int:
@@ -55,7 +61,7 @@ def _load_policy(cfg: Config) -> tuple[Any, Any]:
     if cfg.lora_r and adapter is not None:
         from peft import PeftModel
 
-        console.print(f"update: training the existing LoRA adapter {adapter} further (its rank and targets win)")
+        say(f"update: training the existing LoRA adapter {adapter} further (its rank and targets win)")
         model = PeftModel.from_pretrained(vlm.load_model(base, dtype="float32"), str(adapter), is_trainable=True)
         return model, None
     model = vlm.load_model(cfg.model, dtype="float32")
@@ -92,20 +98,20 @@ def run_update(cfg: Config) -> Path:
     out = cfg.output
     state = outputs.prepare_output(out, cfg.result_fields(), cfg.overwrite)
     if state == "done":
-        console.print(f"update: {out} already holds this update; skipping (pass --overwrite to redo)")
+        say(f"update: {out} already holds this update; skipping (pass --overwrite to redo)")
         return out
     groups = load_groups(cfg.input, cfg.turns, cfg.reward_column, cfg.split or None, cfg.max_rows, cfg.group_by)
     group_size = len(groups[0].samples)
     _check_batch(cfg, group_size)
     flat = zero_variance(groups)
     if flat:
-        console.print(f"update: {len(flat)} of {len(groups)} group(s) have zero reward variance (no learning "
+        say(f"update: {len(flat)} of {len(groups)} group(s) have zero reward variance (no learning "
                       f"signal), e.g. {', '.join(flat[:3])}")
     processor = vlm.load_processor(cfg.model)
     max_length = cfg.max_length or _context_length(cfg.model)
     prepared = prepare.encode_groups(groups, processor, cfg.input, max_length, cfg.skip_too_long)
     if prepared.too_long:
-        console.print(f"update: skipped {len(prepared.too_long)} group(s) longer than {max_length} tokens")
+        say(f"update: skipped {len(prepared.too_long)} group(s) longer than {max_length} tokens")
     dataset = prepare.train_dataset(prepared.groups)
     checkpoint = outputs.last_checkpoint(out) if state == "resume" else None
     header = {"stage": outputs.STAGE, "config": cfg.manifest_dict(), "result_config": cfg.result_fields(),
@@ -124,7 +130,7 @@ def run_update(cfg: Config) -> Path:
     trainer = trl_bridge.build_trainer(model, processor, dataset, rollouts, args, peft_config, [callback])
     start = time.time()
     if checkpoint:
-        console.print(f"update: resuming from {checkpoint}")
+        say(f"update: resuming from {checkpoint}")
     trainer.train(resume_from_checkpoint=checkpoint)
     kind = outputs.save_model(trainer, cfg.model, out, cfg.merge_lora)
     seconds = round(time.time() - start, 3)
