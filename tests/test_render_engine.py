@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from stages.core.errors import UserError
@@ -207,3 +209,28 @@ def test_open3d_backend_draws_the_same_picture(gym: Scene, renderer: Renderer):
     other.close()
     assert np.abs(a - b).mean() < 3.0  # same colours; only anti-aliased edges differ
     assert (np.abs(a - b).sum(axis=2) > 30).mean() < 0.08
+
+
+coordinate = st.one_of(st.floats(-1e308, 1e308, allow_nan=False), st.floats(-20, 20, allow_nan=False))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_finite_placement_renders(gym: Scene, renderer: Renderer, data):
+    """Whatever finite numbers an answer holds, every view renders a non-blank picture."""
+    chosen = data.draw(st.lists(st.sampled_from(gym.ids), unique=True))
+    placements = {oid: (data.draw(coordinate), data.draw(coordinate), data.draw(coordinate)) for oid in chosen}
+    arr = Arrangement.from_scene(gym, placements, omitted=[i for i in gym.ids if i not in placements])
+    view = data.draw(st.sampled_from(["topdown", "perspective", "corner-sw"]))
+    image = np.asarray(renderer.render_view(arr, view), int)
+    assert image.shape == (192, 192, 3) and image.std() > 5
+
+
+@pytest.mark.parametrize("size", [(0.4, 0.3, 0.5), (5, 4, 3), (900.0, 4.0, 3.0), (1e6, 1e6, 10.0)])
+def test_rooms_of_any_size_render_quickly(size, renderer: Renderer):
+    """Absurd sizes (a 900 m corridor, a 1000 km hall) still give a picture of the room, at once
+    (the grid coarsens instead of drawing millions of lines)."""
+    arr = Arrangement.empty_room(RoomSize(*size))
+    for view in ("topdown", "corner-ne"):
+        image = np.asarray(renderer.render_view(arr, view), int)
+        assert (np.abs(image - image[0, 0]).sum(axis=2) > 30).mean() > 0.005, view

@@ -97,9 +97,9 @@ def fit_camera(view: str, points: np.ndarray) -> Camera:
         if np.abs(shift).max() < 1e-3:
             break
         target = target + pose[:3, 0] * shift[0] + pose[:3, 1] * shift[1]
-    distance = float(np.linalg.norm(eye - target))
-    span = float(np.linalg.norm(hi - lo))
-    return Camera(pose, yfov, max(0.05, distance - span * 1.5), distance + span * 1.5, eye, target)
+    depth = -_to_view(pose, points)[:, 2]
+    # Clip planes hug what must be seen: a tight depth range keeps the depth buffer precise.
+    return Camera(pose, yfov, max(1e-3, float(depth.min()) * 0.5), float(depth.max()) * 1.5, eye, target)
 
 
 def _to_view(pose: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -106,6 +106,15 @@ class Arrangement:
         return cls(room=scene.size, items=items, error=error, unknown=list(unknown))
 
 
+def grid_lines(extent: float, most: int = 40) -> list[float]:
+    """Positions of the floor grid lines strictly inside (0, extent): every metre, or every 10 m,
+    100 m, ... when a room is so large that 1 m lines would be a grey smear (or millions of lines)."""
+    step = 1.0
+    while extent / step > most:
+        step *= 10
+    return [k * step for k in range(1, math.ceil(extent / step)) if k * step < extent]
+
+
 def _far(room: RoomSize, pos: tuple[float, float, float], reach: float) -> bool:
     limits = [(room.x, pos[0]), (room.y, pos[1]), (room.z, pos[2])]
     return any(not math.isfinite(v) or v + reach < -FAR_ROOMS * size or v - reach > (1 + FAR_ROOMS) * size

@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .camera import Camera
 from .layout import Arrangement
 from .plan import font as load_font
+from .plan import spread_badges
 
 TEXT = (36, 36, 44)
 ALERT = (200, 40, 40)
@@ -39,11 +40,14 @@ def _badges(draw: ImageDraw.ImageDraw, arr: Arrangement, camera: Camera, pixels:
     if not items:
         return
     tops = np.array([(i.position[0], i.position[1], i.position[2] + i.height / 2) for i in items if i.position])
-    points = camera.project(tops, pixels)
+    anchors = camera.project(tops, pixels)
     r = font.size * 0.7
-    for item, (x, y) in zip(items, points, strict=True):
-        if not (0 <= x < pixels and 0 <= y < pixels):
+    spots = spread_badges([(float(x), float(y)) for x, y in anchors], r, (0.0, 0.0, pixels, pixels))
+    for item, (ax, ay), (x, y) in zip(items, anchors, spots, strict=True):
+        if not (0 <= ax < pixels and 0 <= ay < pixels):
             continue
+        if (x, y) != (ax, ay):
+            draw.line([(ax, ay), (x, y)], fill=(60, 60, 60))
         draw.ellipse([x - r, y - r, x + r, y + r], fill=(255, 255, 255), outline=(60, 60, 60))
         draw.text((x, y), str(item.number), fill=TEXT, font=font, anchor="mm")
 

@@ -17,7 +17,7 @@ from functools import lru_cache
 from PIL import Image, ImageDraw, ImageFont
 
 from ..scene import RoomSize
-from .layout import STATUS_TEXT, Arrangement, Item
+from .layout import STATUS_TEXT, Arrangement, Item, grid_lines
 from .palette import KIND_COLOURS, shade
 
 BACKGROUND = (246, 246, 244)
@@ -53,6 +53,7 @@ def draw_plan(arr: Arrangement, pixels: int = 512) -> Image.Image:
     plan.room_shapes(pen)
     for item in sorted(arr.drawn, key=lambda i: (i.position[2] + i.height / 2) if i.position else 0):
         plan.item_shapes(pen, item)
+    plan.place_badges()
     for item in arr.drawn:
         plan.badge_shape(pen, item)
     if arr.no_layout:
@@ -88,7 +89,8 @@ class _PlanFrame:
         self.scale = min((right - left - 2 * margin) / span_x, (bottom - top - 2 * margin) / span_y)
         self.x0 = left + (right - left - span_x * self.scale) / 2
         self.y0 = top + (bottom - top - span_y * self.scale) / 2
-        self.span_y = span_y
+        self.span_x, self.span_y = span_x, span_y
+        self.badges: dict[str, tuple[float, float]] = {}
         self.unit = max(1, round((bottom - top) / 256)) * SUPERSAMPLE  # line width on the big canvas
 
     def px(self, x: float, y: float) -> tuple[float, float]:
@@ -101,21 +103,21 @@ class _PlanFrame:
     def room_shapes(self, pen: ImageDraw.ImageDraw) -> None:
         room, u = self.arr.room, self.unit
         pen.rectangle([self.big(0, room.y), self.big(room.x, 0)], fill=FLOOR)
-        for m in range(1, math.ceil(room.x)):
+        for m in grid_lines(room.x):
             pen.line([self.big(m, 0), self.big(m, room.y)], fill=GRID, width=u)
-        for m in range(1, math.ceil(room.y)):
+        for m in grid_lines(room.y):
             pen.line([self.big(0, m), self.big(room.x, m)], fill=GRID, width=u)
         pen.rectangle([self.big(0, room.y), self.big(room.x, 0)], outline=WALL, width=3 * u)
 
     def room_text(self, pen: ImageDraw.ImageDraw) -> None:
         room, f = self.arr.room, self.font
         gap = f.size * 0.4
-        for m in range(0, math.floor(room.x) + 1):
+        for m in [0.0, *grid_lines(room.x), *([room.x] if room.x == int(room.x) else [])]:
             x, y = self.px(m, 0)
-            pen.text((x, y + gap), f"{m} m" if m == 0 else f"{m}", fill=MUTED, font=f, anchor="mt")
-        for m in range(1, math.floor(room.y) + 1):
+            pen.text((x, y + gap), f"{m:g} m" if m == 0 else f"{m:g}", fill=MUTED, font=f, anchor="mt")
+        for m in [*grid_lines(room.y), *([room.y] if room.y == int(room.y) else [])]:
             x, y = self.px(0, m)
-            pen.text((x - gap, y), f"{m}", fill=MUTED, font=f, anchor="rm")
+            pen.text((x - gap, y), f"{m:g}", fill=MUTED, font=f, anchor="rm")
         cx, top = self.px(room.x / 2, room.y)
         _, bottom = self.px(room.x / 2, 0)
         left, cy = self.px(0, room.y / 2)
@@ -146,6 +148,14 @@ class _PlanFrame:
         pts = [tip, (base[0] + side[0], base[1] + side[1]), (base[0] - side[0], base[1] - side[1])]
         pen.polygon([self.big(x, y) for x, y in pts], fill=colour)
 
+    def place_badges(self) -> None:
+        """Final number positions: beside small objects, and nudged apart where they would overlap."""
+        wanted = [self.badge_at(item) for item in self.arr.drawn]
+        r = self.font.size * 0.75
+        right = self.x0 + (self.span_x * self.scale)
+        bounds = (0.0, 0.0, right + r * 4, self.y0 * 2 + self.span_y * self.scale)
+        self.badges = dict(zip([i.id for i in self.arr.drawn], spread_badges(wanted, r, bounds), strict=True))
+
     def badge_at(self, item: Item) -> tuple[float, float]:
         """Where the object's number goes: its centre, or beside it (towards the room's middle,
         with a leader line) when the object is too small to show around the number."""
@@ -166,7 +176,7 @@ class _PlanFrame:
     def badge_shape(self, pen: ImageDraw.ImageDraw, item: Item) -> None:
         """A white disc for the object's legend number (with a leader line if moved aside)."""
         assert item.position is not None
-        x, y = self.badge_at(item)
+        x, y = self.badges[item.id]
         k = SUPERSAMPLE
         cx, cy = self.px(item.position[0], item.position[1])
         if (cx, cy) != (x, y):
@@ -176,7 +186,7 @@ class _PlanFrame:
                     outline=(60, 60, 60), width=self.unit // 2 or 1)
 
     def badge_text(self, pen: ImageDraw.ImageDraw, item: Item) -> None:
-        pen.text(self.badge_at(item), str(item.number), fill=TEXT, font=self.font, anchor="mm")
+        pen.text(self.badges[item.id], str(item.number), fill=TEXT, font=self.font, anchor="mm")
 
     def cross(self, pen: ImageDraw.ImageDraw) -> None:
         room = self.arr.room
@@ -200,6 +210,27 @@ class _PlanFrame:
         pen.text((cx, cy), "NO VALID LAYOUT", fill=ALERT, font=big, anchor="mm")
         if lines:
             pen.multiline_text((cx, title[3] + pad), text, fill=ALERT, font=self.font, anchor="ma", align="center")
+
+
+def spread_badges(points: list[tuple[float, float]], r: float,
+                  bounds: tuple[float, float, float, float]) -> list[tuple[float, float]]:
+    """Number discs of radius r at the given points, each moved to the nearest free spot (8
+    directions, growing distance) when it would cover one already placed; greedy, in order."""
+    placed: list[tuple[float, float]] = []
+    left, top, right, bottom = bounds
+
+    def free(x: float, y: float) -> bool:
+        return (left + r <= x <= right - r and top + r <= y <= bottom - r
+                and all((x - px) ** 2 + (y - py) ** 2 >= (1.9 * r) ** 2 for px, py in placed))
+
+    for x, y in points:
+        spot = (x, y)
+        if placed and not free(x, y):
+            candidates = [(x + d * r * math.cos(a), y + d * r * math.sin(a))
+                          for d in (2.0, 3.0, 4.0, 5.5) for a in (k * math.pi / 4 for k in range(8))]
+            spot = next((c for c in candidates if free(*c)), spot)
+        placed.append(spot)
+    return placed
 
 
 def _outside(item: Item, room: RoomSize) -> bool:

@@ -13,7 +13,7 @@ import numpy as np
 from .assets import AssetLibrary
 from .camera import hidden_walls
 from .furniture import furniture
-from .layout import Arrangement, Item
+from .layout import Arrangement, Item, grid_lines
 from .primitives import Soup, box, quad
 
 FLOOR = (222, 204, 176)
@@ -33,11 +33,11 @@ def room_shell(arr: Arrangement, view: str) -> Soup:
     X, Y, Z = arr.room.x, arr.room.y, arr.room.z
     t = WALL_THICKNESS
     parts = [box((-t, X + t, -t, Y + t, -0.1, 0.0), FLOOR)]
-    line = min(0.012, X / 200)
-    for m in range(1, int(np.ceil(X))):
+    line = min(0.012, max(X, Y) / 400) * max(1.0, max(X, Y) / 20)
+    for m in grid_lines(X):
         parts.append(quad(np.array([(m - line, 0, 0.001), (m + line, 0, 0.001), (m + line, Y, 0.001),
                                     (m - line, Y, 0.001)]), FLOOR_GRID))
-    for m in range(1, int(np.ceil(Y))):
+    for m in grid_lines(Y):
         parts.append(quad(np.array([(0, m - line, 0.001), (X, m - line, 0.001), (X, m + line, 0.001),
                                     (0, m + line, 0.001)]), FLOOR_GRID))
     walls = {
