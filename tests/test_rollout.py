@@ -173,7 +173,7 @@ def test_turn2_branches_with_n(turn1, tiny, tmp_path):
     assert code == 0, text
     rows = pd.read_parquet(out)
     assert len(rows) == 4 and rows.groupby("group_id").size().tolist() == [2, 2]
-    assert all(t.rsplit(".", 1)[0] == g.rsplit("-t2", 1)[0] for t, g in zip(rows.trajectory_id, rows.group_id))
+    assert all(t.rsplit(".", 1)[0] == g.rsplit("-t2", 1)[0] for t, g in zip(rows.trajectory_id, rows.group_id, strict=True))
 
 
 def test_bad_inputs_fail_before_anything_is_written(tiny, prompts, tmp_path):

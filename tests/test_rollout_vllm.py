@@ -72,7 +72,7 @@ def _text_and_image_prompts(tmp_path: Path, model: Path) -> None:
     text_rows = _run(tmp_path / "text", model, _prompts(tmp_path / "p_text", False), max_new_tokens=8,
                      logprobs=True)
     _check_rows(text_rows)
-    assert all(len(lp) == n for lp, n in zip(text_rows.response_logprobs, text_rows.num_response_tokens))
+    assert all(len(lp) == n for lp, n in zip(text_rows.response_logprobs, text_rows.num_response_tokens, strict=True))
     image_rows = _run(tmp_path / "image", model, _prompts(tmp_path / "p_image", True), max_new_tokens=8)
     _check_rows(image_rows)
     assert image_rows.num_prompt_tokens.min() > text_rows.num_prompt_tokens.max()  # image tokens expanded

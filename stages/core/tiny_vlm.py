@@ -40,13 +40,17 @@ CHAT_TEMPLATE = (
 )
 
 _WORDS = (
-    "the a an of to in on at by for with and or is are be place put room wall floor ceiling north south east "
-    "west middle corner left right front behind under above near next object objects layout furniture sofa "
-    "chair table desk bed lamp shelf cabinet rug plant tv stand bench treadmill wardrobe dresser nightstand "
-    "bookshelf armchair mirror window door size length width height metres centre position rotation facing "
-    "style material wood metal glass fabric modern minimal classic think answer because so that it fits "
-    "overlap collide inside outside keep space walk path light reward feedback previous improve move"
-).split()
+    "the", "a", "an", "of", "to", "in", "on", "at", "by", "for", "with", "and", "or", "is", "are", "be",
+    "place", "put", "room", "wall", "floor", "ceiling", "north", "south", "east", "west", "middle",
+    "corner", "left", "right", "front", "behind", "under", "above", "near", "next", "object", "objects",
+    "layout", "furniture", "sofa", "chair", "table", "desk", "bed", "lamp", "shelf", "cabinet", "rug",
+    "plant", "tv", "stand", "bench", "treadmill", "wardrobe", "dresser", "nightstand", "bookshelf",
+    "armchair", "mirror", "window", "door", "size", "length", "width", "height", "metres", "centre",
+    "position", "rotation", "facing", "style", "material", "wood", "metal", "glass", "fabric", "modern",
+    "minimal", "classic", "think", "answer", "because", "so", "that", "it", "fits", "overlap", "collide",
+    "inside", "outside", "keep", "space", "walk", "path", "light", "reward", "feedback", "previous",
+    "improve", "move",
+)
 _OBJECTS = ("sofa", "chair", "table", "desk", "bed", "lamp", "shelf", "cabinet", "rug", "plant", "tv_stand",
             "bench", "wardrobe", "dresser", "nightstand", "bookshelf", "armchair", "mirror")
 
@@ -162,8 +166,15 @@ def build_tiny_llava(out_dir: Path, seed: int = 0, vocab_size: int = 2048, image
     pipeline (CLIP, PIL) also runs where Qwen2-VL's needs torchvision (vLLM's CPU build).
     """
     import torch
-    from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, GenerationConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor, Qwen2Config)
+    from transformers import (
+        CLIPImageProcessorPil,
+        CLIPVisionConfig,
+        GenerationConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        Qwen2Config,
+    )
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

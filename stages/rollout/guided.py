@@ -34,10 +34,11 @@ def bounded_number(upper: float) -> str:
     if whole > 0:
         digits = " | ".join(f'"{i}"' for i in range(whole))
         alts.append(f'({digits}) ("." [0-9] [0-9]? [0-9]?)?')
+    top = f'"." "{tenth}" "0"? "0"?'  # exactly whole.tenth, trailing zeros allowed
     if tenth == 0:
-        alts.append(f'"{whole}" (".0")?')
+        alts.append(f'"{whole}" ({top})?')
     else:
-        alts.append(f'"{whole}" ("." [0-{tenth - 1}] [0-9]? [0-9]? | ".{tenth}")?')
+        alts.append(f'"{whole}" ("." [0-{tenth - 1}] [0-9]? [0-9]? | {top})?')
     return " | ".join(alts)
 
 
