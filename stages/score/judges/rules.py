@@ -22,7 +22,7 @@ Each of the paper's five criteria becomes a measurable proxy, mapped linearly on
 from __future__ import annotations
 
 import math
-from collections import Counter, deque
+from collections import Counter
 
 import numpy as np
 
@@ -43,15 +43,17 @@ def _grade(fraction: float) -> float:
 def _inside_footprints(batch: physics.LayoutBatch, mask: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Which points (P, 2) lie inside any of the masked objects' footprints."""
     u, v = batch.axes()
-    hit = np.zeros(len(points), dtype=bool)
-    for k in np.flatnonzero(mask):
-        d = points - batch.center[k, :2]
-        hit |= (np.abs(d @ u[k]) <= batch.half[k, 0]) & (np.abs(d @ v[k]) <= batch.half[k, 1])
-    return hit
+    k = np.flatnonzero(mask)
+    d = points[:, None, :] - batch.center[None, k, :2]
+    along_u = np.abs(d[..., 0] * u[k, 0] + d[..., 1] * u[k, 1]) <= batch.half[k, 0]
+    along_v = np.abs(d[..., 0] * v[k, 0] + d[..., 1] * v[k, 1]) <= batch.half[k, 1]
+    return (along_u & along_v).any(axis=1)
 
 
 def walkability(batch: physics.LayoutBatch, standing: np.ndarray) -> float:
     """Share of free floor cells in the largest 4-connected free region."""
+    from scipy import ndimage
+
     room_x, room_y = batch.room[0, 0], batch.room[0, 1]
     nx, ny = max(1, int(room_x / CELL)), max(1, int(room_y / CELL))
     gx, gy = np.meshgrid((np.arange(nx) + 0.5) * room_x / nx, (np.arange(ny) + 0.5) * room_y / ny, indexing="ij")
@@ -59,22 +61,8 @@ def walkability(batch: physics.LayoutBatch, standing: np.ndarray) -> float:
     total = int(free.sum())
     if total == 0:
         return 0.0
-    seen = np.zeros_like(free)
-    best = 0
-    for start in zip(*np.nonzero(free), strict=True):
-        if seen[start]:
-            continue
-        seen[start] = True
-        queue, size = deque([start]), 0
-        while queue:
-            x, y = queue.popleft()
-            size += 1
-            for nxt in ((x + 1, y), (x - 1, y), (x, y + 1), (x, y - 1)):
-                if 0 <= nxt[0] < nx and 0 <= nxt[1] < ny and free[nxt] and not seen[nxt]:
-                    seen[nxt] = True
-                    queue.append(nxt)
-        best = max(best, size)
-    return best / total
+    labels, _ = ndimage.label(free)
+    return float(np.bincount(labels.ravel())[1:].max()) / total
 
 
 def clearance(batch: physics.LayoutBatch, scene: Scene, ids: list[str], standing: np.ndarray, depth: float) -> float:
@@ -84,10 +72,15 @@ def clearance(batch: physics.LayoutBatch, scene: Scene, ids: list[str], standing
         return 1.0
     u, v = batch.axes()
     index = {oid: k for k, oid in enumerate(ids)}
+    linked: dict[int, set[int]] = {k: set() for k in range(len(ids))}
+    for k, oid in enumerate(ids):
+        for rel in scene.get(oid).object_relations:
+            if rel.object_id in index:
+                linked[k].add(index[rel.object_id])
+                linked[index[rel.object_id]].add(k)
     clear = []
-    for k in np.flatnonzero(needs):
-        related = {index[r.object_id] for r in scene.get(ids[k]).object_relations if r.object_id in index}
-        related |= {m for m, oid in enumerate(ids) if any(r.object_id == ids[k] for r in scene.get(oid).object_relations)}
+    for k in np.flatnonzero(needs).tolist():
+        related = linked[k]
         zone_center = batch.center[k, :2] + v[k] * (batch.half[k, 1] + depth / 2)
         others = [m for m in np.flatnonzero(standing) if m != k and m not in related]
         blocked = False
