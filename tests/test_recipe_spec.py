@@ -93,3 +93,21 @@ def test_cli_set_override_is_validated_too(tmp_path):
     result = CliRunner().invoke(app, ["recipe", "plan", str(prompts_only(tmp_path)), "--set", "gen-prompts.seed=x"])
     assert result.exit_code == 2
     assert "gen-prompts.seed" in result.output
+
+
+def test_pretrain_section_is_validated_and_becomes_a_step(tmp_path):
+    from metaspatial_cli.recipes.steps import build_steps
+
+    base = (f"workdir: {tmp_path}/run\nmodel: ${{workdir}}/models/warm\nmake_model: tiny-qwen2.5-vl\n"
+            "stages: [gen-prompts]\ngen-prompts: {num_rooms: 2}\n")
+    path = write(tmp_path, base + "pretrain:\n  base: ${workdir}/models/tiny\n  epochs: 2\n")
+    steps = build_steps(load_recipe(path))
+    assert [s.name for s in steps] == ["make-model", "pretrain", "gen-prompts"]
+    assert steps[0].args[-1] == f"{tmp_path}/run/models/tiny"
+    assert steps[1].command_line().startswith("python -m metaspatial_cli.pretrain --config ")
+    assert steps[1].output == tmp_path / "run" / "models" / "warm"
+    for extra, message in [("pretrain: {base: x, epochs: 0}\n", "pretrain.epochs"),
+                           ("pretrain: {epochs: 2}\n", "pretrain.base: required"),
+                           ("pretrain: {base: x, output: y}\n", "pretrain.output: set by the recipe runner")]:
+        with pytest.raises(UserError, match=message):
+            load_recipe(write(tmp_path, base + extra))

@@ -96,7 +96,8 @@ def execute_steps(steps: list[Step], log_file: Path) -> None:
         console.print(f"[bold cyan]{head}[/]: {step.command_line()}", highlight=False, soft_wrap=True)
         _log(log_file, f"run: {step.command_line()}")
         start = time.time()
-        code = subprocess.call([*base, *step.args], env=env)
+        program = base if step.program == ("metaspatial",) else [sys.executable, *step.program[1:]]
+        code = subprocess.call([*program, *step.args], env=env)
         seconds = time.time() - start
         if code != 0 or not is_complete(step):
             _log(log_file, f"failed (exit {code}) after {seconds:.1f} s: {step.command_line()}")
@@ -106,6 +107,8 @@ def execute_steps(steps: list[Step], log_file: Path) -> None:
 
 def check_runnable(recipe: Recipe) -> None:
     """Refuse to start when a step would fail for a reason known now (a missing model, say)."""
-    if "rollout" in recipe.stages and recipe.make_model is None and not Path(recipe.model).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
+    built_here = recipe.make_model is not None or recipe.pretrain is not None
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    if "rollout" in recipe.stages and not built_here and not Path(recipe.model).exists() and offline:
         raise UserError(f"{recipe.path}: model: {recipe.model} does not exist and the model hub is off "
                         "(HF_HUB_OFFLINE=1); build it or set make_model")

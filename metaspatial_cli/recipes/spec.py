@@ -2,7 +2,8 @@
 
     workdir: runs/quickstart          # every output goes under here
     model: ${workdir}/models/tiny     # a local path or a hub name; the policy of iteration 1
-    make_model: tiny-qwen2.5-vl       # optional: build `model` with `metaspatial make-model` if missing
+    make_model: tiny-qwen2.5-vl       # optional: build the base model with `metaspatial make-model` if missing
+    pretrain: {base: ${workdir}/models/tiny}   # optional: supervised warm-up of base, written to `model`
     iterations: 3                     # rollout → render → score (× turns) → update, repeated
     turns: 1                          # turns per iteration (multi-turn refinement)
     stages: [gen-prompts, rollout, render, score, update]   # optional: a sub-chain
@@ -30,11 +31,12 @@ from stages.core.config import load_yaml
 from stages.core.errors import UserError
 
 PIPELINE = ("gen-prompts", "rollout", "render", "score", "update")
-TOP_KEYS = {"workdir", "model", "make_model", "iterations", "turns", "stages", "eval"}
+TOP_KEYS = {"workdir", "model", "make_model", "pretrain", "iterations", "turns", "stages", "eval"}
 # Options the runner sets on the command line of each step (they depend on where the step sits
 # in the pipeline), so a recipe section may not set them.
 RUNNER_FIELDS = {"input", "output", "num_shards", "shard_index"}
 RUNNER_FIELDS_BY_STAGE = {"rollout": {"model", "turn"}, "update": {"model"}, "eval": {"model"}}
+PRETRAIN_OWNED = {"output"}
 REF = re.compile(r"\$\{([A-Za-z0-9_.\-]+)\}")
 
 
@@ -48,6 +50,7 @@ class Recipe:
     stages: list[str]
     sections: dict[str, dict[str, Any]]
     make_model: str | None = None
+    pretrain: dict[str, Any] | None = None
     eval: dict[str, Any] | None = None
     config_classes: dict[str, type[BaseModel]] = field(default_factory=dict)
 
@@ -182,7 +185,8 @@ def load_recipe(path: Path, sets: list[str] | None = None) -> Recipe:
     stages = _stage_list(raw, source)
     recipe = Recipe(path=Path(path), workdir=Path(raw["workdir"]), model=raw["model"],
                     iterations=_positive_int(raw, "iterations", source), turns=_positive_int(raw, "turns", source),
-                    stages=stages, sections={}, make_model=raw.get("make_model"), eval=raw.get("eval"))
+                    stages=stages, sections={}, make_model=raw.get("make_model"), pretrain=raw.get("pretrain"),
+                    eval=raw.get("eval"))
     if recipe.iterations > 1 and "update" not in stages:
         raise UserError(f"{source}: iterations: {recipe.iterations} iterations need the update stage in `stages`")
     for stage in PIPELINE:
@@ -207,6 +211,18 @@ def load_recipe(path: Path, sets: list[str] | None = None) -> Recipe:
 def _check_extras(recipe: Recipe, source: str) -> None:
     if recipe.make_model is not None and not isinstance(recipe.make_model, str):
         raise UserError(f"{source}: make_model: expected a model kind such as tiny-qwen2.5-vl")
+    if recipe.pretrain is not None:
+        from metaspatial_cli.pretrain import PretrainConfig
+
+        if not isinstance(recipe.pretrain, dict) or not recipe.pretrain.get("base"):
+            raise UserError(f"{source}: pretrain.base: required (the model to warm up; `model` is its output)")
+        if PRETRAIN_OWNED & set(recipe.pretrain):
+            raise UserError(f"{source}: pretrain.output: set by the recipe runner (it is `model`)")
+        try:
+            PretrainConfig.model_validate(recipe.pretrain)
+        except ValidationError as err:
+            raise UserError("\n".join(f"{source}: {line}"
+                                      for line in _validation_lines(err, "pretrain").splitlines())) from None
     if recipe.eval is not None:
         from metaspatial_cli.evaluate import EvalConfig
 

@@ -34,13 +34,15 @@ class Step:
     name: str
     """Where the step sits in the pipeline, e.g. iter-002/turn-1/rollout."""
     args: tuple[str, ...]
-    """The command line after `metaspatial`."""
+    """The command line after the program."""
     output: Path
     kind: Literal["dataset", "model", "update", "eval"]
     """How to tell that the step is complete (see runner.is_complete)."""
+    program: tuple[str, ...] = ("metaspatial",)
+    """`metaspatial`, or `python -m MODULE` for the project's scripts (the pretraining warm-up)."""
 
     def command_line(self) -> str:
-        return shlex.join(["metaspatial", *self.args])
+        return shlex.join([*self.program, *self.args])
 
 
 def config_path(recipe: Recipe, name: str) -> Path:
@@ -50,6 +52,8 @@ def config_path(recipe: Recipe, name: str) -> Path:
 def config_files(recipe: Recipe) -> dict[Path, str]:
     """The YAML text of each step's `--config` file."""
     files = {config_path(recipe, stage): _dump(section) for stage, section in recipe.sections.items()}
+    if recipe.pretrain is not None:
+        files[config_path(recipe, "pretrain")] = _dump({k: v for k, v in recipe.pretrain.items() if k != "base"})
     if recipe.eval is not None:
         files[config_path(recipe, "eval")] = _dump(eval_section(recipe))
     return files
@@ -99,8 +103,12 @@ def build_steps(recipe: Recipe) -> list[Step]:
     """Every step of the recipe in execution order."""
     wd = recipe.workdir
     steps: list[Step] = []
+    base = recipe.pretrain["base"] if recipe.pretrain else recipe.model
     if recipe.make_model:
-        steps.append(Step("make-model", ("make-model", recipe.make_model, recipe.model), Path(recipe.model), "model"))
+        steps.append(Step("make-model", ("make-model", recipe.make_model, base), Path(base), "model"))
+    if recipe.pretrain:
+        args = ("--config", str(config_path(recipe, "pretrain")), "--base", base, "--output", recipe.model)
+        steps.append(Step("pretrain", args, Path(recipe.model), "model", ("python", "-m", "metaspatial_cli.pretrain")))
     prompts = wd / "gen-prompts"
     steps.append(_stage_step(recipe, "gen-prompts", "gen-prompts", prompts, None, []))
     model = recipe.model
@@ -121,7 +129,7 @@ def build_steps(recipe: Recipe) -> list[Step]:
                                      ["--model", model]))
             model = str(update_dir)
     if recipe.eval is not None:
-        models = [recipe.model] if model == recipe.model else [recipe.model, model]
+        models = list(dict.fromkeys([base, recipe.model, model]))  # base (before warm-up), start, end of RL
         args = ["eval", "--config", str(config_path(recipe, "eval"))]
         for m in models:
             args += ["--model", m]
