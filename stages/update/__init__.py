@@ -101,7 +101,7 @@ class Config(BaseModel):
     """Write a resumable checkpoint every N optimizer steps (kept under OUTPUT/_checkpoints until done)."""
     keep_checkpoints: bool = False
     """Keep OUTPUT/_checkpoints after a successful update (default: remove them)."""
-    report_to: list[Literal["none", "tensorboard", "wandb", "trackio"]] = Field(default_factory=lambda: ["none"])
+    report_to: list[Literal["none", "tensorboard", "wandb", "trackio"]] = ["none"]
     """Experiment trackers to log to besides metrics.jsonl (comma-separated)."""
 
     RUN_FIELDS: ClassVar[tuple[str, ...]] = ("input", "output", "overwrite", "keep_checkpoints", "report_to")

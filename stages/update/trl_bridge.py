@@ -70,7 +70,7 @@ class StoredRollouts:
             out.append(sample)
         return out
 
-    def __call__(self, prompts: list[list[dict[str, Any]]], trainer: Any) -> dict[str, list[Any]]:
+    def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
         """TRL's `rollout_func`: the stored tokens and rewards of the tagged samples."""
         out: dict[str, list[Any]] = {"prompt_ids": [], "completion_ids": [], "logprobs": [], "stored_reward": []}
         for prompt in prompts:
@@ -92,7 +92,7 @@ def _open_image(path: str) -> Any:
         return img.convert("RGB")
 
 
-def stored_reward(completions: list[Any], stored_reward: list[float], **_: Any) -> list[float]:
+def stored_reward(completions: list[Any], stored_reward: list[float], **_: Any) -> list[float | None]:
     """Pass-through reward: the rewards the `score` stage computed, forwarded by `StoredRollouts`."""
     return list(stored_reward)
 
@@ -118,7 +118,7 @@ def build_trainer(model: Any, processor: Any, dataset: Any, rollouts: StoredRoll
 
     class StoredRolloutTrainer(GRPOTrainer):
         def _prepare_inputs(self, generation_batch: Any) -> Any:
-            if self.model.training:
+            if self.is_in_train:
                 throughput.start(self.state)
                 generation_batch = rollouts.expand(generation_batch, self.accelerator.process_index)
             return super()._prepare_inputs(generation_batch)
