@@ -151,3 +151,13 @@ def test_split_filter_and_zero_variance(tmp_path):
     assert zero_variance(load_groups(data, "final", "return", "")) == ["g0"]
     result = run_cli(*update_args(data, tmp_path / "out", "/no/model", "--split", "val"))
     assert result.exit_code == 2 and "no rows of split 'val'" in result.output
+
+
+def test_missing_tracker_is_named_before_training(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is not None:
+        pytest.skip("tensorboard is installed here")
+    data = write_dataset(tmp_path / "scores", rows_for(tmp_path))
+    result = run_cli(*update_args(data, tmp_path / "out"), "--report-to", "tensorboard")
+    assert result.exit_code == 2 and "--report-to tensorboard: not installed" in result.output

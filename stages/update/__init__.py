@@ -51,7 +51,8 @@ class Config(BaseModel):
     scale_rewards: Literal["group", "batch", "none"] = "group"
     """Divide advantages by the reward std of the group, of the batch, or not at all (Dr. GRPO)."""
     beta: float = Field(default=0.0, ge=0.0)
-    """KL penalty weight towards the starting model (0 = no reference model is kept)."""
+    """KL penalty weight towards the starting model (0 = no reference model is kept). When an existing LoRA
+    adapter is trained further, the reference is its base model without the adapter."""
     epsilon: float = Field(default=0.2, gt=0.0)
     """Lower clip range of the probability ratio (and upper unless --epsilon-high)."""
     epsilon_high: float | None = Field(default=None, gt=0.0)

@@ -46,6 +46,16 @@ def _check_batch(cfg: Config, group_size: int) -> None:
                         f"group size {group_size}; change the batch size or accumulation steps")
 
 
+def _check_trackers(cfg: Config) -> None:
+    """A tracker named in --report-to must be installed (the trainer would fail after loading)."""
+    import importlib.util
+
+    missing = [t for t in cfg.report_to if t != "none" and importlib.util.find_spec(t) is None]
+    if missing:
+        raise UserError(f"--report-to {','.join(missing)}: not installed here (pip install {' '.join(missing)}), "
+                        "or leave it out")
+
+
 def _context_length(model_dir: str) -> int:
     from transformers import AutoConfig
 
@@ -100,6 +110,7 @@ def run_update(cfg: Config) -> Path:
     if state == "done":
         say(f"update: {out} already holds this update; skipping (pass --overwrite to redo)")
         return out
+    _check_trackers(cfg)
     groups = load_groups(cfg.input, cfg.turns, cfg.reward_column, cfg.split or None, cfg.max_rows, cfg.group_by)
     group_size = len(groups[0].samples)
     _check_batch(cfg, group_size)
