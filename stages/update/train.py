@@ -105,52 +105,63 @@ def _grpo_options(cfg: Config, group_size: int, longest_completion: int) -> dict
 def run_update(cfg: Config) -> Path:
     if cfg.input is None:
         raise UserError("update: --input is required (a scored rollout dataset)")
-    out = cfg.output
-    state = outputs.prepare_output(out, cfg.result_fields(), cfg.overwrite)
+    state = outputs.prepare_output(cfg.output, cfg.result_fields(), cfg.overwrite)
     if state == "done":
-        say(f"update: {out} already holds this update; skipping (pass --overwrite to redo)")
-        return out
-    _check_trackers(cfg)
-    groups = load_groups(cfg.input, cfg.turns, cfg.reward_column, cfg.split or None, cfg.max_rows, cfg.group_by)
-    group_size = len(groups[0].samples)
-    _check_batch(cfg, group_size)
-    flat = zero_variance(groups)
-    if flat:
-        say(f"update: {len(flat)} of {len(groups)} group(s) have zero reward variance (no learning "
-                      f"signal), e.g. {', '.join(flat[:3])}")
-    processor = vlm.load_processor(cfg.model)
-    max_length = cfg.max_length or _context_length(cfg.model)
-    prepared = prepare.encode_groups(groups, processor, cfg.input, max_length, cfg.skip_too_long)
-    if prepared.too_long:
-        say(f"update: skipped {len(prepared.too_long)} group(s) longer than {max_length} tokens")
-    dataset = prepare.train_dataset(prepared.groups)
-    checkpoint = outputs.last_checkpoint(out) if state == "resume" else None
-    header = {"stage": outputs.STAGE, "config": cfg.manifest_dict(), "result_config": cfg.result_fields(),
-              "inputs": [{"path": str(cfg.input), "stage": (ds.read_manifest(cfg.input) or {}).get("stage")}],
-              "code_version": code_version(), "groups": len(prepared.groups), "group_size": group_size,
-              "completions": len(prepared.groups) * group_size, "zero_variance_groups": len(flat),
-              "skipped_too_long": len(prepared.too_long), "complete": False}
-    outputs.write_manifest(out, header)
-    model, peft_config = _load_policy(cfg)
-    longest_completion = max(len(c) for g in prepared.stored.values() for c in g.completion_ids)
-    args = trl_bridge.grpo_config(out / outputs.CHECKPOINTS,
-                                  _grpo_options(cfg, group_size, longest_completion))
-    metrics = outputs.MetricsLog(out, outputs.checkpoint_step(checkpoint))
-    callback = trl_bridge.metrics_callback(metrics.write)
-    rollouts = trl_bridge.StoredRollouts(prepared.stored, group_size)
-    trainer = trl_bridge.build_trainer(model, processor, dataset, rollouts, args, peft_config, [callback])
+        say(f"update: {cfg.output} already holds this update; skipping (pass --overwrite to redo)")
+        return cfg.output
+    processor, prepared, header = _checked_inputs(cfg, cfg.input)
+    outputs.write_manifest(cfg.output, header)
+    checkpoint = outputs.last_checkpoint(cfg.output) if state == "resume" else None
+    trainer = _trainer(cfg, processor, prepared, header["group_size"], checkpoint)
     start = time.time()
     if checkpoint:
         say(f"update: resuming from {checkpoint}")
     trainer.train(resume_from_checkpoint=checkpoint)
-    kind = outputs.save_model(trainer, cfg.model, out, cfg.merge_lora)
+    kind = outputs.save_model(trainer, cfg.model, cfg.output, cfg.merge_lora)
     seconds = round(time.time() - start, 3)
     if outputs.is_main_process():
         if not cfg.keep_checkpoints:
-            shutil.rmtree(out / outputs.CHECKPOINTS, ignore_errors=True)
-        outputs.write_manifest(out, header, complete=True, weights=kind, steps=trainer.state.global_step,
+            shutil.rmtree(cfg.output / outputs.CHECKPOINTS, ignore_errors=True)
+        outputs.write_manifest(cfg.output, header, complete=True, weights=kind, steps=trainer.state.global_step,
                                seconds=seconds, resumed_from=checkpoint,
                                finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        console.print(f"update: wrote {kind} weights to {out} after {trainer.state.global_step} step(s) "
-                      f"in {seconds:.1f} s")
-    return out
+        say(f"update: wrote {kind} weights to {cfg.output} after {trainer.state.global_step} step(s) "
+            f"in {seconds:.1f} s")
+    return cfg.output
+
+
+def _checked_inputs(cfg: Config, input_dir: Path) -> tuple[Any, prepare.Prepared, dict[str, Any]]:
+    """Every check that can fail on the user's input, then the tokenized groups and the manifest header."""
+    _check_trackers(cfg)
+    groups = load_groups(input_dir, cfg.turns, cfg.reward_column, cfg.split or None, cfg.max_rows, cfg.group_by)
+    group_size = len(groups[0].samples)
+    _check_batch(cfg, group_size)
+    flat = zero_variance(groups)
+    if flat:
+        say(f"update: {len(flat)} of {len(groups)} group(s) have zero reward variance (no learning signal), "
+            f"e.g. {', '.join(flat[:3])}")
+    processor = vlm.load_processor(cfg.model)
+    max_length = cfg.max_length or _context_length(cfg.model)
+    prepared = prepare.encode_groups(groups, processor, input_dir, max_length, cfg.skip_too_long)
+    if prepared.too_long:
+        say(f"update: skipped {len(prepared.too_long)} group(s) longer than {max_length} tokens")
+    header = {"stage": outputs.STAGE, "config": cfg.manifest_dict(), "result_config": cfg.result_fields(),
+              "inputs": [{"path": str(input_dir), "stage": (ds.read_manifest(input_dir) or {}).get("stage")}],
+              "code_version": code_version(), "groups": len(prepared.groups), "group_size": group_size,
+              "completions": len(prepared.groups) * group_size, "zero_variance_groups": len(flat),
+              "skipped_too_long": len(prepared.too_long), "longest_sequence_tokens": prepared.longest,
+              "complete": False}
+    return processor, prepared, header
+
+
+def _trainer(cfg: Config, processor: Any, prepared: prepare.Prepared, group_size: int,
+             checkpoint: str | None) -> Any:
+    """TRL's trainer over the prepared groups, logging to OUTPUT/metrics.jsonl."""
+    model, peft_config = _load_policy(cfg)
+    longest_completion = max(len(c) for g in prepared.stored.values() for c in g.completion_ids)
+    args = trl_bridge.grpo_config(cfg.output / outputs.CHECKPOINTS,
+                                  _grpo_options(cfg, group_size, longest_completion))
+    metrics = outputs.MetricsLog(cfg.output, outputs.checkpoint_step(checkpoint))
+    rollouts = trl_bridge.StoredRollouts(prepared.stored, group_size)
+    return trl_bridge.build_trainer(model, processor, prepare.train_dataset(prepared.groups), rollouts, args,
+                                    peft_config, [trl_bridge.metrics_callback(metrics.write)])
