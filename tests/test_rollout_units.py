@@ -10,6 +10,7 @@ import xgrammar as xgr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stages.core import vlm
 from stages.core.errors import UserError
 from stages.core.turns import feedback_lines, followup_text, previous_answer
 from stages.rollout import Config
@@ -88,3 +89,11 @@ def test_history_appends_the_scored_turn_and_columns_are_dropped():
                            "image": "_images/t.png"}
     assert dropped_columns(["prompt", "reward", "render_topdown", "render_north", "feedback", "scene"]) == [
         "reward", "render_topdown", "render_north", "feedback"]
+
+
+def test_unrendered_previous_turn_shows_the_room_image():
+    row = {"turn": 1, "response": "R1", "reward": 0.1, "feedback": None, "prompt": "TASK", "image": "_images/room.png"}
+    history = history_of(row, Config(model="m", turn=2))
+    messages = vlm.build_messages(row["prompt"], row["image"], history)
+    assert vlm.message_images(messages) == ["_images/room.png"]
+    assert "render" not in messages[0]["content"][1]["text"] and "R1" in messages[0]["content"][1]["text"]

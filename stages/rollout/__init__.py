@@ -168,6 +168,9 @@ def check_input(cfg: Config) -> list[str]:
     ds.require_columns(table, samples.needed_columns(cfg), cfg.input)
     if cfg.guided:
         ds.require_columns(table, ["scene", "room_x", "room_y", "room_z"], cfg.input)
+    if cfg.turn > 1 and samples.render_column(cfg) not in table.column_names:
+        console.print(f"[yellow]rollout[/]: {cfg.input} has no {samples.render_column(cfg)} column (not rendered); "
+                      "the follow-up prompts show the room image instead", highlight=False)
     rows = table.slice(0, cfg.max_rows).to_pylist() if cfg.max_rows else table.to_pylist()
     for i, row in enumerate(rows):
         samples.check_row(row, i, cfg, cfg.input)

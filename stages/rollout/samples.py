@@ -46,7 +46,7 @@ def render_column(cfg: Any) -> str:
 
 
 def needed_columns(cfg: Any) -> list[str]:
-    return TURN1_NEEDS if cfg.turn == 1 else [*FOLLOWUP_NEEDS, render_column(cfg)]
+    return TURN1_NEEDS if cfg.turn == 1 else FOLLOWUP_NEEDS
 
 
 def history_of(row: dict[str, Any], cfg: Any) -> list[dict[str, Any]]:
