@@ -161,3 +161,14 @@ def test_missing_tracker_is_named_before_training(tmp_path):
     data = write_dataset(tmp_path / "scores", rows_for(tmp_path))
     result = run_cli(*update_args(data, tmp_path / "out"), "--report-to", "tensorboard")
     assert result.exit_code == 2 and "--report-to tensorboard: not installed" in result.output
+
+
+def test_fewer_groups_than_one_step_takes(tmp_path_factory, tmp_path):
+    model = str(tiny_model_dir(tmp_path_factory))
+    from stages.core import vlm
+
+    rows = scored_rows(vlm.load_processor(model).tokenizer, tmp_path / "scores", groups=1, group_size=4)
+    result = run_cli(*update_args(write_dataset(tmp_path / "scores", rows), tmp_path / "out", model,
+                                  "--per-device-train-batch-size", "8"))
+    assert result.exit_code == 2
+    assert "only 1 group(s) to train on, but one optimizer step takes 2" in " ".join(result.output.split())

@@ -46,6 +46,18 @@ def _check_batch(cfg: Config, group_size: int) -> None:
                         f"group size {group_size}; change the batch size or accumulation steps")
 
 
+def _check_group_count(cfg: Config, groups: int, group_size: int) -> None:
+    """TRL draws whole steps of groups; groups that do not fill the last step of an epoch sit it out."""
+    per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * _num_processes() // group_size
+    if groups < per_step:
+        raise UserError(f"only {groups} group(s) to train on, but one optimizer step takes {per_step} "
+                        f"(batch x accumulation x processes / group size {group_size}); lower "
+                        "--per-device-train-batch-size or --gradient-accumulation-steps")
+    if groups % per_step:
+        say(f"update: {groups % per_step} of {groups} group(s) do not fill the last step of an epoch and sit "
+            "that epoch out (a different draw each epoch)")
+
+
 def _check_trackers(cfg: Config) -> None:
     """A tracker named in --report-to must be installed (the trainer would fail after loading)."""
     import importlib.util
@@ -145,6 +157,7 @@ def _checked_inputs(cfg: Config, input_dir: Path) -> tuple[Any, prepare.Prepared
     prepared = prepare.encode_groups(groups, processor, input_dir, max_length, cfg.skip_too_long)
     if prepared.too_long:
         say(f"update: skipped {len(prepared.too_long)} group(s) longer than {max_length} tokens")
+    _check_group_count(cfg, len(prepared.groups), group_size)
     header = {"stage": outputs.STAGE, "config": cfg.manifest_dict(), "result_config": cfg.result_fields(),
               "inputs": [{"path": str(input_dir), "stage": (ds.read_manifest(input_dir) or {}).get("stage")}],
               "code_version": code_version(), "groups": len(prepared.groups), "group_size": group_size,
