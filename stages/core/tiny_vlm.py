@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 # Qwen2.5-VL's special tokens, in Qwen's order; they get ids 0.. in the tiny vocabulary.
 SPECIAL_TOKENS = [
@@ -108,7 +109,7 @@ def train_tokenizer(seed: int, vocab_size: int):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     bpe.train_from_iterator(synthetic_corpus(seed), trainer=trainer)
     state = json.loads(bpe.to_str())["model"]
-    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in state["merges"]]
+    merges: Any = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in state["merges"]]
     # The fixed Qwen roles: eos ends a chat turn, pad is <|endoftext|>, prompts are left-padded
     # (batched Qwen2.5-VL rope indices are only right with left padding).
     return Qwen2Tokenizer(vocab=state["vocab"], merges=merges, eos_token="<|im_end|>", pad_token="<|endoftext|>",

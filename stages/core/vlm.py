@@ -49,7 +49,7 @@ def _processor_dir(path: str | Path) -> str:
     return base
 
 
-def _without_video(processor_cls: type) -> type:
+def _without_video(processor_cls: Any) -> type:
     """The processor class with video support optional: its video processor needs torchvision, and
     the layout task only ever sends images."""
 
@@ -93,6 +93,7 @@ def load_model(path: str | Path, dtype: str = "auto", device: str | None = None,
 
     base, adapter = model_source(path)
     torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+    model: Any
     try:
         model = AutoModelForImageTextToText.from_pretrained(base, dtype=torch_dtype)
     except ValueError:  # not an image-text model: a text-only causal LM still takes text prompts

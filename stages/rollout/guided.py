@@ -42,7 +42,7 @@ def bounded_number(upper: float) -> str:
     return " | ".join(alts)
 
 
-def object_ids(scene_json: str, where: str) -> list[str]:
+def object_ids(scene_json: Any, where: str) -> list[str]:
     """The ids of the objects to place, from a row's `scene` column (IDesign list, layout elements skipped)."""
     try:
         scene = json.loads(scene_json)
@@ -53,7 +53,7 @@ def object_ids(scene_json: str, where: str) -> list[str]:
     ids = [o.get("new_object_id") for o in scene if isinstance(o, dict) and "itemType" not in o]
     if not ids or not all(isinstance(i, str) and i for i in ids):
         raise UserError(f"{where}, field scene: every object needs a non-empty string new_object_id")
-    return ids
+    return [str(i) for i in ids]
 
 
 @lru_cache(maxsize=4096)

@@ -59,7 +59,7 @@ class OpenAIBackend:
             api_key = "EMPTY"  # local servers (vllm serve) accept any key
         self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=cfg.timeout, max_retries=cfg.max_retries)
 
-    def _one(self, messages: list[dict[str, Any]], seed: int, grammar: str | None) -> Completion:
+    def _one(self, messages: Any, seed: int, grammar: str | None) -> Completion:
         import openai
 
         cfg = self.cfg
