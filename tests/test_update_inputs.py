@@ -172,3 +172,9 @@ def test_fewer_groups_than_one_step_takes(tmp_path_factory, tmp_path):
                                   "--per-device-train-batch-size", "8"))
     assert result.exit_code == 2
     assert "only 1 group(s) to train on, but one optimizer step takes 2" in " ".join(result.output.split())
+
+
+def test_unloadable_model_is_an_input_error(tmp_path):
+    data = write_dataset(tmp_path / "scores", rows_for(tmp_path))
+    result = run_cli(*update_args(data, tmp_path / "out", str(tmp_path / "no-such-model")))
+    assert result.exit_code == 2 and "--model: cannot load" in result.output
