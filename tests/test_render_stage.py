@@ -155,3 +155,28 @@ def test_bad_inputs_fail_clearly_before_writing(rendered, tmp_path):
     assert code == 2 and "response" in out
     code, out = cli("render", "--input", rollouts, "--output", tmp_path / "o4", "--assets", tmp_path / "nope")
     assert code == 2 and "nope" in out
+
+
+def test_shards_and_library_use_cover_every_row(rendered, tmp_path):
+    """Shard 0 through the library, shard 1 through the CLI; together they hold every row once.
+    A null response (a crashed rollout) renders as "no valid layout"."""
+    from stages import render
+
+    rollouts, _ = rendered
+    df = pd.read_parquet(rollouts).head(5)
+    df.loc[1, "response"] = None
+    src = tmp_path / "src"
+    src.mkdir()
+    df.to_parquet(src / "train-00000-of-00001.parquet")
+    out = tmp_path / "sharded"
+    render.run(render.Config(input=src, output=out, views=["topdown"], num_shards=2, shard_index=0, size=128))
+    code, text = cli("render", "--input", src, "--output", out, "--views", "topdown", "--num-shards", "2",
+                     "--shard-index", "1", "--size", "128")
+    assert code == 0, text
+    got = pd.read_parquet(out)
+    assert sorted(got.sample_id) == sorted(df.sample_id)
+    assert sorted(p.name for p in out.glob("train-*")) == ["train-00000-of-00002.parquet",
+                                                            "train-00001-of-00002.parquet"]
+    crashed = got[got.sample_id == df.loc[1, "sample_id"]].iloc[0]
+    assert "not text" in crashed.parse_error and json.loads(crashed.layout) == {}
+    assert red_share(pixels(out, crashed.render_topdown)) > 0.003
