@@ -102,7 +102,7 @@ class Arrangement:
             else:
                 status = PLACED
             items.append(Item(number, obj.id, obj.length, obj.width, obj.height, scene.z_angle(obj),
-                              tuple(pos) if pos is not None else None, status))
+                              (pos[0], pos[1], pos[2]) if pos is not None else None, status))
         return cls(room=scene.size, items=items, error=error, unknown=list(unknown))
 
 
