@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .camera import Camera
 from .layout import Arrangement
-from .plan import font as load_font
+from .legend import font as load_font
 from .plan import spread_badges
 
 TEXT = (36, 36, 44)

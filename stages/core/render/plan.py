@@ -12,29 +12,20 @@ from __future__ import annotations
 
 import math
 import textwrap
-from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
 
 from ..scene import RoomSize
-from .layout import STATUS_TEXT, Arrangement, Item, grid_lines
+from .layout import Arrangement, Item, grid_lines
+from .legend import ALERT, MUTED, TEXT, draw_legend, font, split_canvas
 from .palette import KIND_COLOURS, shade
 
 BACKGROUND = (246, 246, 244)
 FLOOR = (226, 210, 184)
 GRID = (200, 180, 150)
 WALL = (70, 70, 78)
-TEXT = (36, 36, 44)
-MUTED = (120, 120, 126)
-ALERT = (200, 40, 40)
 SUPERSAMPLE = 2
 CEILING_HEIGHT = 1.9  # objects whose bottom is above this (lights, hanging things) are drawn as outlines
-
-
-@lru_cache(maxsize=32)
-def font(size: int) -> ImageFont.FreeTypeFont:
-    """Pillow's bundled font at `size` px (loaded once per size and process)."""
-    return ImageFont.load_default(size=size)  # type: ignore[return-value]
 
 
 def room_plan(size: RoomSize, pixels: int = 512) -> Image.Image:
@@ -47,8 +38,10 @@ def draw_plan(arr: Arrangement, pixels: int = 512) -> Image.Image:
     afterwards at the final size, where Pillow anti-aliases it anyway."""
     big = Image.new("RGB", (pixels * SUPERSAMPLE, pixels * SUPERSAMPLE), BACKGROUND)
     base_font = font(max(9, pixels // 38))
-    legend_width = int(pixels * 0.3) if arr.items else 0
-    plan = _PlanFrame(arr, (0, 0, pixels - legend_width, pixels), base_font)
+    lo, span = plan_extent(arr)
+    margins = (base_font.size * 4.2, base_font.size * 3.0)
+    plan_box, legend_box, columns = split_canvas(arr, pixels, span, margins)
+    plan = _PlanFrame(arr, plan_box, base_font, margins)
     pen = ImageDraw.Draw(big)
     plan.room_shapes(pen)
     for item in sorted(arr.drawn, key=lambda i: (i.position[2] + i.height / 2) if i.position else 0):
@@ -65,33 +58,36 @@ def draw_plan(arr: Arrangement, pixels: int = 512) -> Image.Image:
         plan.badge_text(pen, item)
     if arr.no_layout:
         plan.no_layout_text(pen, arr.error)
-    if legend_width:
-        _draw_legend(pen, arr, (pixels - legend_width, 0, pixels, pixels), pixels)
+    if legend_box is not None:
+        draw_legend(pen, arr, legend_box, columns, pixels)
     return img
+
+
+def plan_extent(arr: Arrangement) -> tuple[tuple[float, float], tuple[float, float]]:
+    """South-west corner and size (metres) of what the plan shows: the room and every drawn footprint."""
+    xs, ys = [0.0, arr.room.x], [0.0, arr.room.y]
+    for item in arr.drawn:
+        for x, y in item.footprint():
+            xs.append(x)
+            ys.append(y)
+    return (min(xs), min(ys)), (max(xs) - min(xs), max(ys) - min(ys))
 
 
 class _PlanFrame:
     """Metres -> pixels for the plan area, fitted to the room and every drawn footprint.
     `px` gives final-image pixels; `big` the same point on the supersampled canvas."""
 
-    def __init__(self, arr: Arrangement, box: tuple[int, int, int, int], font: ImageFont.FreeTypeFont) -> None:
+    def __init__(self, arr: Arrangement, box: tuple[int, int, int, int], font: ImageFont.FreeTypeFont,
+                 margins: tuple[float, float]) -> None:
         self.arr, self.font = arr, font
-        room = arr.room
-        xs, ys = [0.0, room.x], [0.0, room.y]
-        for item in arr.drawn:
-            for x, y in item.footprint():
-                xs.append(x)
-                ys.append(y)
-        self.lo = (min(xs), min(ys))
-        span_x, span_y = max(xs) - self.lo[0], max(ys) - self.lo[1]
+        self.lo, (span_x, span_y) = plan_extent(arr)
         left, top, right, bottom = box
-        margin = (bottom - top) * 0.1
-        self.scale = min((right - left - 2 * margin) / span_x, (bottom - top - 2 * margin) / span_y)
+        self.scale = min((right - left - 2 * margins[0]) / span_x, (bottom - top - 2 * margins[1]) / span_y)
         self.x0 = left + (right - left - span_x * self.scale) / 2
         self.y0 = top + (bottom - top - span_y * self.scale) / 2
         self.span_x, self.span_y = span_x, span_y
         self.badges: dict[str, tuple[float, float]] = {}
-        self.unit = max(1, round((bottom - top) / 256)) * SUPERSAMPLE  # line width on the big canvas
+        self.unit = max(1, round(font.size / 13)) * SUPERSAMPLE  # line width on the big canvas
 
     def px(self, x: float, y: float) -> tuple[float, float]:
         return self.x0 + (x - self.lo[0]) * self.scale, self.y0 + (self.span_y - (y - self.lo[1])) * self.scale
@@ -235,42 +231,3 @@ def spread_badges(points: list[tuple[float, float]], r: float,
 
 def _outside(item: Item, room: RoomSize) -> bool:
     return any(not (-1e-6 <= x <= room.x + 1e-6 and -1e-6 <= y <= room.y + 1e-6) for x, y in item.footprint())
-
-
-def _draw_legend(draw: ImageDraw.ImageDraw, arr: Arrangement, box: tuple[int, int, int, int], s: int) -> None:
-    """Number, colour and id of every object; unplaced objects greyed with the reason."""
-    left, top, right, bottom = box
-    rows = len(arr.items) + sum(1 for i in arr.undrawn) + (2 if arr.unknown else 0) + 1
-    size = max(8, min(s // 38, int((bottom - top - s * 0.06) / max(rows, 1) / 1.25)))
-    small = font(size)
-    line = size * 1.25
-    x, y = left + size * 0.4, top + s * 0.03
-    draw.text((x, y), "Objects", fill=TEXT, font=small)
-    y += line * 1.2
-    max_chars = max(6, int((right - x) / (size * 0.52)) - 3)
-    for item in arr.items:
-        colour = KIND_COLOURS[item.kind]
-        sw = size * 0.8
-        if item.drawn:
-            draw.rectangle([x, y + 1, x + sw, y + 1 + sw], fill=colour, outline=shade(colour, 0.55))
-        else:
-            draw.rectangle([x, y + 1, x + sw, y + 1 + sw], outline=MUTED, width=max(1, size // 8))
-        label = _clip(f"{item.number} {item.id}", max_chars)
-        draw.text((x + sw + size * 0.4, y), label, fill=TEXT if item.drawn else MUTED, font=small)
-        y += line
-        if not item.drawn:
-            draw.text((x + sw + size * 0.4, y), _clip(STATUS_TEXT[item.status], max_chars), fill=ALERT, font=small)
-            y += line
-        if y > bottom - line * 2:
-            remaining = len(arr.items) - item.number
-            if remaining > 0:
-                draw.text((x, y), f"+{remaining} more", fill=MUTED, font=small)
-            return
-    if arr.unknown:
-        y += line * 0.3
-        draw.text((x, y), "unknown ids in the answer:", fill=ALERT, font=small)
-        draw.text((x, y + line), _clip(", ".join(arr.unknown), max_chars + 2), fill=ALERT, font=small)
-
-
-def _clip(text: str, chars: int) -> str:
-    return text if len(text) <= chars else text[: max(1, chars - 1)] + "…"
