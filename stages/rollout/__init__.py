@@ -22,6 +22,7 @@ from stages.core.errors import UserError
 from stages.core.stage import Context, Stage, console, run_stage
 
 from . import samples
+from .backends import Completion, Request, make_backend  # backends import their ML libraries lazily
 from .guided import row_grammar
 
 
@@ -107,9 +108,20 @@ def _plan(row: dict[str, Any], cfg: Config) -> tuple[list[dict[str, Any]], list[
     return samples.sample_ids(row, cfg), messages, history
 
 
-def make_processor(cfg: Config, ctx: Context, dropped: list[str]):
-    from .backends import Request, make_backend
+def _prompt_columns(messages: list[dict[str, Any]], history: list[dict[str, Any]]) -> dict[str, Any]:
+    images = vlm.message_images(messages)
+    return {"history": json.dumps(history, ensure_ascii=False), "prompt_image": images[0] if images else None,
+            "messages": samples.stored_messages(messages)}
 
+
+def _sample_columns(c: Completion, cfg: Config) -> dict[str, Any]:
+    return {"response": c.text, "model": cfg.model, "backend": cfg.backend, "num_response_tokens": c.num_tokens,
+            "finish_reason": c.finish_reason, "num_prompt_tokens": c.num_prompt_tokens,
+            "response_token_ids": c.token_ids or None, "response_logprobs": c.logprobs,
+            "temperature": cfg.temperature}
+
+
+def make_processor(cfg: Config, ctx: Context, dropped: list[str]):
     backend = make_backend(cfg)
 
     def process(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -120,17 +132,11 @@ def make_processor(cfg: Config, ctx: Context, dropped: list[str]):
                             grammar=row_grammar(row, cfg.guided_think_chars, "row") if cfg.guided else None)
                     for row, (ids, messages, _) in zip(rows, plans, strict=True)]
         results = backend.generate(requests)
-        out = []
+        out: list[dict[str, Any]] = []
         for row, (ids, messages, history), completions in zip(rows, plans, results, strict=True):
-            kept = {k: v for k, v in row.items() if k not in dropped}
-            for ident, c in zip(ids, completions, strict=True):
-                out.append({**kept, **ident, "response": c.text, "model": cfg.model, "backend": cfg.backend,
-                            "num_response_tokens": c.num_tokens, "finish_reason": c.finish_reason,
-                            "history": json.dumps(history, ensure_ascii=False),
-                            "prompt_image": vlm.message_images(messages)[0] if vlm.message_images(messages) else None,
-                            "messages": samples.stored_messages(messages), "num_prompt_tokens": c.num_prompt_tokens,
-                            "response_token_ids": c.token_ids or None, "response_logprobs": c.logprobs,
-                            "temperature": cfg.temperature})
+            shared = {**{k: v for k, v in row.items() if k not in dropped}, **_prompt_columns(messages, history)}
+            out.extend({**shared, **ident, **_sample_columns(c, cfg)}
+                       for ident, c in zip(ids, completions, strict=True))
         _link_shown_images(out, ctx)
         _report(out, time.time() - start)
         return out

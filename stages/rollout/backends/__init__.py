@@ -52,9 +52,6 @@ class Backend(Protocol):
     def generate(self, requests: list[Request]) -> list[list[Completion]]:
         """`requests[i].n` completions for each request, in order."""
 
-    def close(self) -> None:
-        """Release the model or connections."""
-
 
 def make_backend(cfg: Any) -> Backend:
     """The backend the config names (imports only that backend's libraries)."""

@@ -133,6 +133,3 @@ class TransformersBackend:
         lp = logprobs[:len(token_ids)].tolist() if logprobs is not None else None
         return Completion(text=text, token_ids=token_ids, finish_reason=finish, logprobs=lp,
                           num_prompt_tokens=int(prompt_tokens))
-
-    def close(self) -> None:
-        self.model = None

@@ -93,6 +93,3 @@ class OpenAIBackend:
         for (i, _), completion in zip(jobs, done, strict=True):
             out[i].append(completion)
         return out
-
-    def close(self) -> None:
-        self.client.close()

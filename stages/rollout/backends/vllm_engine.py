@@ -75,6 +75,3 @@ class VLLMBackend:
             logprobs = [float(step[token].logprob) for step, token in zip(output.logprobs, ids, strict=True)]
         return Completion(text=output.text, token_ids=ids, finish_reason=output.finish_reason or "stop",
                           logprobs=logprobs, num_prompt_tokens=prompt_tokens)
-
-    def close(self) -> None:
-        self.llm = None
