@@ -146,6 +146,13 @@ def test_plan_and_views_change_with_the_layout(gym: Scene, renderer: Renderer):
         assert changed(renderer.render_view(arr, view), renderer.render_view(other, view)) > 50, view
 
 
+@pytest.mark.parametrize("pixels", [64, 100, 1000])
+def test_plan_at_any_size(gym: Scene, pixels: int):
+    for arr in (Arrangement.empty_room(gym.size), Arrangement.from_scene(gym, None)):
+        image = np.asarray(draw_plan(arr, pixels), int)
+        assert image.shape == (pixels, pixels, 3) and image.std() > 10
+
+
 def test_no_layout_mark_and_empty_room(gym: Scene):
     room = RoomSize(4, 3, 2.5)
     empty = np.asarray(draw_plan(Arrangement.empty_room(room), 256), int)
