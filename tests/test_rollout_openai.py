@@ -134,3 +134,16 @@ def test_unreachable_server_fails_with_a_clear_message(prompts, tmp_path):
                      "--base-url", "http://127.0.0.1:9/v1", "--max-rows", 1, "--n", 1, "--max-retries", 0,
                      "--timeout", 5)
     assert code == 2 and "every request" in text and "127.0.0.1:9" in text
+
+
+def test_progress_counts_each_finished_request_once(server):
+    from stages import rollout
+    from stages.rollout.backends import Request
+    from stages.rollout.backends.openai_api import OpenAIBackend
+
+    backend = OpenAIBackend(rollout.Config(model="m", backend="openai", base_url=server.url, concurrency=3))
+    chat = [{"role": "user", "content": [{"type": "image", "image": Image.new("RGB", (8, 8))},
+                                         {"type": "text", "text": "place it"}]}]
+    finished: list[int] = []
+    done = backend.generate([Request(messages=chat, n=n, seed=n) for n in (1, 3, 2)], progress=finished.append)
+    assert [len(c) for c in done] == [1, 3, 2] and sum(finished) == 3

@@ -131,7 +131,7 @@ def make_processor(cfg: Config, ctx: Context, dropped: list[str]):
                             seed=samples.request_seed(cfg.seed, ids[0]["sample_id"]),
                             grammar=row_grammar(row, cfg.guided_think_chars, "row") if cfg.guided else None)
                     for row, (ids, messages, _) in zip(rows, plans, strict=True)]
-        results = backend.generate(requests)
+        results = backend.generate(requests, progress=lambda finished: ctx.advance(finished))
         out: list[dict[str, Any]] = []
         for row, (ids, messages, history), completions in zip(rows, plans, results, strict=True):
             shared = {**{k: v for k, v in row.items() if k not in dropped}, **_prompt_columns(messages, history)}

@@ -9,8 +9,15 @@ A backend is built once per process (it loads the model) and then called chunk b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+Progress = Callable[[int], None]
+
+
+def ignore(finished: int) -> None:
+    """The default progress hook: nobody is watching."""
 
 
 @dataclass
@@ -49,8 +56,8 @@ class Backend(Protocol):
     name: str
     model_name: str
 
-    def generate(self, requests: list[Request]) -> list[list[Completion]]:
-        """`requests[i].n` completions for each request, in order."""
+    def generate(self, requests: list[Request], progress: Progress = ignore) -> list[list[Completion]]:
+        """`requests[i].n` completions for each request, in order; `progress(k)` as k more requests finish."""
 
 
 def make_backend(cfg: Any) -> Backend:

@@ -13,7 +13,7 @@ from typing import Any
 
 from stages.core import vlm
 
-from . import Completion, Request
+from . import Completion, Progress, Request, ignore
 
 
 def _logprob_recorder(temperature: float):
@@ -84,8 +84,9 @@ class TransformersBackend:
             self._compiler = xgr.GrammarCompiler(info, cache_enabled=True)
         return self._compiler
 
-    def generate(self, requests: list[Request]) -> list[list[Completion]]:
+    def generate(self, requests: list[Request], progress: Progress = ignore) -> list[list[Completion]]:
         texts = [vlm.chat_text(self.processor, r.messages) for r in requests]
+        missing = [r.n for r in requests]
         jobs = [(len(texts[i]), i, k) for i, r in enumerate(requests) for k in range(r.n)]
         jobs.sort(key=lambda job: job[0])
         out: list[list[Completion | None]] = [[None] * r.n for r in requests]
@@ -95,6 +96,8 @@ class TransformersBackend:
             done = self._generate_batch([requests[i] for _, i, _ in batch], [texts[i] for _, i, _ in batch])
             for (_, i, k), completion in zip(batch, done, strict=True):
                 out[i][k] = completion
+                missing[i] -= 1
+            progress(sum(missing[i] == 0 for i in {i for _, i, _ in batch}))
         return out  # type: ignore[return-value]
 
     def _generate_batch(self, requests: list[Request], texts: list[str]) -> list[Completion]:

@@ -14,13 +14,14 @@ from __future__ import annotations
 import base64
 import io
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from stages.core.errors import UserError
 from stages.core.stage import console
 
-from . import Completion, Request
+from . import Completion, Progress, Request, ignore
 
 
 def data_url(image: Any) -> str:
@@ -76,12 +77,23 @@ class OpenAIBackend:
                           num_tokens=usage.completion_tokens if usage else None,
                           num_prompt_tokens=usage.prompt_tokens if usage else None)
 
-    def generate(self, requests: list[Request]) -> list[list[Completion]]:
+    def generate(self, requests: list[Request], progress: Progress = ignore) -> list[list[Completion]]:
         jobs = [(i, k) for i, r in enumerate(requests) for k in range(r.n)]
         converted = [api_messages(r.messages) for r in requests]
+        missing = [r.n for r in requests]
+
+        def one(job: tuple[int, int]) -> Completion:
+            i, k = job
+            completion = self._one(converted[i], requests[i].seed + k, requests[i].grammar)
+            with lock:
+                missing[i] -= 1
+                if missing[i] == 0:
+                    progress(1)
+            return completion
+
+        lock = threading.Lock()
         with ThreadPoolExecutor(max_workers=self.cfg.concurrency) as pool:
-            done = list(pool.map(lambda job: self._one(converted[job[0]], requests[job[0]].seed + job[1],
-                                                       requests[job[0]].grammar), jobs))
+            done = list(pool.map(one, jobs))
         failed = [c for c in done if c.finish_reason == "error"]
         if failed and len(failed) == len(done):
             raise UserError(f"--backend openai: every request to {self.client.base_url} failed; first error: "

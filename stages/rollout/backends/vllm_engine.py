@@ -18,7 +18,7 @@ from typing import Any
 from stages.core import vlm
 from stages.core.errors import UserError
 
-from . import Completion, Request
+from . import Completion, Progress, Request, ignore
 
 
 class VLLMBackend:
@@ -62,9 +62,10 @@ class VLLMBackend:
         images = vlm.message_images(request.messages)
         return {"prompt": text, "multi_modal_data": {"image": images[0]}} if images else {"prompt": text}
 
-    def generate(self, requests: list[Request]) -> list[list[Completion]]:
+    def generate(self, requests: list[Request], progress: Progress = ignore) -> list[list[Completion]]:
         outputs = self.llm.generate([self.prompt(r) for r in requests], [self.sampling_params(r) for r in requests],
                                     lora_request=self.lora, use_tqdm=False)
+        progress(len(requests))  # one engine call: it schedules the whole chunk itself
         return [[self._completion(o, len(out.prompt_token_ids or [])) for o in out.outputs] for out in outputs]
 
     @staticmethod
