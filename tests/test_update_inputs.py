@@ -60,7 +60,7 @@ def test_single_sample_groups_are_refused(tmp_path):
     rows = rows_for(tmp_path, groups=3, group_size=1)
     result = run_cli(*update_args(write_dataset(tmp_path / "scores", rows), tmp_path / "out"))
     assert result.exit_code == 2
-    assert "g0, g1, g2 (by column group_id) have a single sample" in " ".join(result.output.split())
+    assert "g0, g1, g2 (by group_id) have a single sample" in " ".join(result.output.split())
 
 
 def test_uneven_groups_are_refused(tmp_path):
@@ -75,7 +75,7 @@ def test_missing_group_values_are_named(tmp_path):
     rows[3]["group_id"] = None
     result = run_cli(*update_args(write_dataset(tmp_path / "scores", rows), tmp_path / "out"))
     assert result.exit_code == 2
-    assert "group_id (which forms the groups) is missing or empty in row(s) 3" in " ".join(result.output.split())
+    assert "group_id (which form the groups) missing or empty in row(s) 3" in " ".join(result.output.split())
 
 
 def test_batch_must_hold_whole_groups(tmp_path):
@@ -139,8 +139,11 @@ def test_final_turns_compare_the_trajectories_of_a_room(tmp_path):
     assert {g.group_id: g.rewards for g in groups} == {"room0": [10.0, 11.0], "room1": [12.0, 13.0]}
     assert [s.history for s in groups[0].samples] == ['[{"turn": 1, "response": "a0"}]',
                                                       '[{"turn": 1, "response": "a1"}]']
+    every = load_groups(data, "every", "reward", "train")  # a room's trajectories at each turn
+    assert {g.group_id: g.rewards for g in every} == {"room0/1": [1.0, 2.0], "room0/2": [2.0, 3.0],
+                                                      "room1/1": [3.0, 4.0], "room1/2": [4.0, 5.0]}
     with pytest.raises(UserError, match="single sample"):
-        load_groups(data, "every", "reward", "train")  # the turn-2 groups hold one continuation each
+        load_groups(data, "every", "reward", "train", group_by="group_id")  # one continuation per turn-2 group
 
 
 def test_split_filter_and_zero_variance(tmp_path):

@@ -38,8 +38,8 @@ class Config(BaseModel):
     turns: Literal["final", "every"] = "final"
     """Multi-turn data: train on each trajectory's final turn (the paper), or on every turn with its own return."""
     group_by: str | None = None
-    """Column whose equal values form a GRPO group (default: group_id; prompt_id for the final turns of
-    multi-turn data, comparing the trajectories of one room)."""
+    """Column(s), comma-separated, whose equal values form a GRPO group (default: group_id; for multi-turn
+    data prompt_id with --turns final, comparing a room's trajectories, and prompt_id,turn with --turns every)."""
     reward_column: str = "return"
     """Column holding each completion's reward: `return` (trajectory return; equals `reward` for one turn) or `reward`."""
     max_length: int | None = Field(default=None, ge=1)

@@ -1,10 +1,11 @@
 """From a scored rollout dataset to GRPO groups, with every input problem found before training.
 
 GRPO compares samples drawn for one task: their advantages are their rewards relative to the
-group's. Single-turn data, and `--turns every`, group rows by `group_id` (the samples of one
-prompt). Multi-turn data is trained by default on the final turn of each trajectory with its
-return (the paper): the trajectories of one room are compared, so those rows are grouped by
-`prompt_id`, each with its own prompt (its own history and render). `--group-by` overrides both.
+group's. Single-turn data is grouped by `group_id` (the samples of one prompt). Multi-turn data
+is trained by default on the final turn of each trajectory with its return (the paper): the
+trajectories of one room are compared, so those rows are grouped by `prompt_id`, each with its own
+prompt (its own history and render). With `--turns every`, multi-turn rows are grouped by
+`prompt_id` and `turn`: a room's trajectories at the same turn. `--group-by` overrides all of this.
 
 Everything here is plain Python over the rows, so a bad dataset fails in a fraction of a second
 with a message naming the rows and groups, before a model is loaded.
@@ -92,21 +93,22 @@ def _token_ids(row: dict[str, Any]) -> list[int] | None:
     return None if ids is None else [int(t) for t in ids]
 
 
-def group_column(rows: list[dict[str, Any]], indices: list[int], turns: str, group_by: str | None) -> str:
-    """The column whose values form the groups (see the module docstring)."""
+def group_columns(rows: list[dict[str, Any]], indices: list[int], turns: str, group_by: str | None) -> list[str]:
+    """The columns whose values together form the groups (see the module docstring)."""
     if group_by:
-        return group_by
-    multi_turn = any((rows[i].get("turn") or 1) > 1 for i in indices)
-    return "prompt_id" if turns == "final" and multi_turn else "group_id"
+        return [c.strip() for c in group_by.split(",") if c.strip()]
+    if not any((rows[i].get("turn") or 1) > 1 for i in indices):
+        return ["group_id"]
+    return ["prompt_id"] if turns == "final" else ["prompt_id", "turn"]
 
 
-def build_groups(rows: list[dict[str, Any]], indices: list[int], reward_column: str, key: str,
+def build_groups(rows: list[dict[str, Any]], indices: list[int], reward_column: str, keys: list[str],
                  directory: Path) -> list[Group]:
-    """Group the selected rows by column `key`, checking rewards, responses and group sizes."""
-    missing_key = [i for i in indices if rows[i].get(key) is None]
+    """Group the selected rows by the columns `keys`, checking rewards, responses and group sizes."""
+    missing_key = [i for i in indices if any(rows[i].get(k) is None for k in keys)]
     if missing_key:
-        raise UserError(f"{directory}: column {key} (which forms the groups) is missing or empty in row(s) "
-                        f"{_listing(missing_key)}; pass --group-by COLUMN to group by another column")
+        raise UserError(f"{directory}: column(s) {', '.join(keys)} (which form the groups) missing or empty in "
+                        f"row(s) {_listing(missing_key)}; pass --group-by COLUMN to group by other columns")
     bad_reward = [i for i in indices if not _is_finite(rows[i].get(reward_column))]
     if bad_reward:
         raise UserError(f"{directory}: column {reward_column} is missing or not a finite number in row(s) "
@@ -119,10 +121,11 @@ def build_groups(rows: list[dict[str, Any]], indices: list[int], reward_column: 
     groups: dict[str, Group] = {}
     for i in indices:
         row = rows[i]
-        group = groups.setdefault(str(row[key]), Group(str(row[key])))
+        gid = "/".join(str(row[k]) for k in keys)
+        group = groups.setdefault(gid, Group(gid))
         group.samples.append(Sample(i, row["prompt"], row.get("image"), row.get("history"),
                                     row.get("response") or "", _token_ids(row), float(row[reward_column])))
-    _check_sizes(list(groups.values()), key, directory)
+    _check_sizes(list(groups.values()), ", ".join(keys), directory)
     return list(groups.values())
 
 
@@ -130,10 +133,10 @@ def _is_finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _check_sizes(groups: list[Group], key: str, directory: Path) -> None:
+def _check_sizes(groups: list[Group], keys: str, directory: Path) -> None:
     singles = [g.group_id for g in groups if len(g.samples) == 1]
     if singles:
-        raise UserError(f"{directory}: group(s) {_listing(singles)} (by column {key}) have a single sample; "
+        raise UserError(f"{directory}: group(s) {_listing(singles)} (by {keys}) have a single sample; "
                         "GRPO needs at least two samples per group to compare (sample more per prompt, "
                         "or drop these groups)")
     by_size: dict[int, list[str]] = defaultdict(list)
@@ -161,6 +164,6 @@ def load_groups(directory: Path, turns: str, reward_column: str, split: str | No
     if not rows:
         raise UserError(f"{directory}: has no rows")
     indices = select_rows(rows, turns, split, directory)
-    key = group_column(rows, indices, turns, group_by)
-    ds.require_columns(table, REQUIRED + [key, reward_column], directory)
-    return build_groups(rows, indices, reward_column, key, directory)
+    keys = group_columns(rows, indices, turns, group_by)
+    ds.require_columns(table, REQUIRED + keys + [reward_column], directory)
+    return build_groups(rows, indices, reward_column, keys, directory)
