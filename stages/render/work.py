@@ -12,7 +12,7 @@ import hashlib
 import json
 import multiprocessing
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,7 +119,8 @@ def _run_batch(batch: tuple[int, list[dict[str, Any]]]) -> tuple[int, list[dict[
 
 
 class WorkerPool:
-    """`workers` processes (spawned: a GL context must not be forked) or, for 1, this process."""
+    """`workers` processes (spawned: a GL context must not be forked) or, for 1, this process.
+    A worker that dies (a driver crash, the OOM killer) fails the run instead of hanging it."""
 
     def __init__(self, job: Job, workers: int) -> None:
         self.job, self.workers = job, workers
@@ -138,9 +139,10 @@ class WorkerPool:
                 advance(len(batch))
         else:
             if self._pool is None:
-                ctx = multiprocessing.get_context("spawn")
-                self._pool = ctx.Pool(self.workers, initializer=_init_worker, initargs=(self.job,))
-            for index, out in self._pool.imap_unordered(_run_batch, batches):
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_init_worker, initargs=(self.job,))
+            for future in as_completed([self._pool.submit(_run_batch, batch) for batch in batches]):
+                index, out = future.result()
                 results[index] = out
                 advance(len(out))
         return [r for index in sorted(results) for r in results[index]]
@@ -149,5 +151,4 @@ class WorkerPool:
         if self._local is not None:
             self._local.close()
         if self._pool is not None:
-            self._pool.close()
-            self._pool.join()
+            self._pool.shutdown(wait=True, cancel_futures=True)
