@@ -12,7 +12,8 @@ def rollouts(group_size: int = 4) -> StoredRollouts:
     for g in ("a", "b"):
         chats = [[{"role": "user", "content": [{"type": "text", "text": f"{g}{i}"}]}] for i in range(group_size)]
         groups[g] = StoredGroup(chats, [[] for _ in range(group_size)], [[1, i] for i in range(group_size)],
-                                [[100 + i] * (i + 1) for i in range(group_size)], [float(i) for i in range(group_size)])
+                                [[100 + i] * (i + 1) for i in range(group_size)], [float(i) for i in range(group_size)],
+                                [[-0.5] * (i + 1) if i % 2 else [None] * (i + 1) for i in range(group_size)])
     return StoredRollouts(groups, group_size)
 
 
@@ -33,6 +34,7 @@ def test_each_process_gets_the_samples_of_its_slice():
             seen += [(r["prompt"][0][SAMPLE_KEY][0], r["prompt"][0][SAMPLE_KEY][1]) for r in local]
             assert out["stored_reward"] == [float(i) for _, i in seen[-width:]]
             assert out["completion_ids"] == [[100 + i] * (i + 1) for _, i in seen[-width:]]
+            assert out["logprobs"] == [[-0.5 if i % 2 else None] * (i + 1) for _, i in seen[-width:]]
         assert seen == [("a", i) for i in range(4)] + [("b", i) for i in range(4)]
         assert [r["prompt"][0]["content"][0]["text"] for r in stored.expand(drawn("aaaa"), 0)] == \
             ["a0", "a1", "a2", "a3"]

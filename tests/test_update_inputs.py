@@ -181,3 +181,14 @@ def test_unloadable_model_is_an_input_error(tmp_path):
     data = write_dataset(tmp_path / "scores", rows_for(tmp_path))
     result = run_cli(*update_args(data, tmp_path / "out", str(tmp_path / "no-such-model")))
     assert result.exit_code == 2 and "--model: cannot load" in result.output
+
+
+def test_off_policy_masking_needs_sampling_logprobs(tmp_path):
+    rows = rows_for(tmp_path)
+    data = write_dataset(tmp_path / "scores", rows)
+    result = run_cli(*update_args(data, tmp_path / "out"), "--off-policy-mask-threshold", "0.5")
+    assert result.exit_code == 2 and "missing in 8 row(s)" in " ".join(result.output.split())
+    for row in rows:
+        row["response_logprobs"] = [-1.0]  # one value for several tokens
+    result = run_cli(*update_args(write_dataset(tmp_path / "scores", rows), tmp_path / "out"))
+    assert result.exit_code == 2 and "differ in length in row(s) 0, 1" in " ".join(result.output.split())

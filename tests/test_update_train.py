@@ -79,13 +79,15 @@ def test_positive_advantages_gain_probability(tmp_path, tiny_model, processor, l
 
 
 def published_loss(model, processor, directory: Path, rows, loss_type: str, group_by: str = "group_id",
-                   epsilon: float = 0.2):
+                   epsilon: float = 0.2, drop_negative: bool = False):
     """GRPO (Shao et al. 2024) and DAPO (Yu et al. 2025) objectives, on-policy first step:
 
         A_i = (r_i - mean(r_group)) / (std(r_group) + 1e-4)        (sample std, TRL's epsilon)
         rho_it = pi(o_it) / pi_old(o_it)                            (= 1 with gradient at step one)
         l_it = -min(rho_it A_i, clip(rho_it, 1 - eps, 1 + eps) A_i)
         grpo: mean over sequences of the mean over its tokens;  dapo: sum over all tokens / token count
+    `drop_negative` applies off-policy sequence masking to sequences known to be far off-policy:
+    negative-advantage sequences contribute nothing (but still count in the dapo denominator).
     """
     logps = completion_logps(model, processor, directory, rows)
     by_group: dict[str, list[float]] = {}
@@ -97,6 +99,8 @@ def published_loss(model, processor, directory: Path, rows, loss_type: str, grou
         advantage = (row["reward"] - statistics.mean(rewards)) / (statistics.stdev(rewards) + 1e-4)
         ratio = torch.exp(lp - lp.detach())
         token_loss = -torch.min(ratio * advantage, torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * advantage)
+        if drop_negative and advantage < 0:
+            token_loss = token_loss * 0.0
         per_sequence.append(token_loss.mean())
         token_sum = token_sum + token_loss.sum()
         token_count += len(lp)
@@ -147,3 +151,24 @@ def test_merged_lora_output_is_a_full_model(tmp_path, tiny_model, processor):
     model = vlm.load_model(out)
     assert not any("lora" in name for name, _ in model.named_parameters())
     assert vlm.load_processor(out).tokenizer.chat_template is not None
+
+
+def test_off_policy_masking_uses_the_stored_sampling_logprobs(tmp_path, tiny_model, processor):
+    """Stored log-probabilities of 0 (probability 1) are far above the model's (about -8 per token),
+    so with --off-policy-mask-threshold 1 every negative-advantage completion must be masked out:
+    this only happens if rollout's `response_logprobs` reach TRL."""
+    data = tmp_path / "scores"
+    rows = scored_rows(processor.tokenizer, data, rewards=[[0.9, 0.1, 0.5, 0.3], [0.0, 1.2, 0.7, 0.2]])
+    for row in rows:
+        row["response_logprobs"] = [0.0] * len(row["response_token_ids"])
+    write_dataset(data, rows)
+    out = update.run(update.Config(input=data, output=tmp_path / "model", model=str(tiny_model), max_steps=1,
+                                   per_device_train_batch_size=8, loss_type="dapo", max_grad_norm=1e6,
+                                   off_policy_mask_threshold=1.0))
+    first = read_metrics(out)[0]
+    model = vlm.load_model(tiny_model).train()
+    masked = published_loss(model, processor, data, rows, "dapo", drop_negative=True)
+    unmasked = published_loss(model, processor, data, rows, "dapo")
+    assert first["loss"] == pytest.approx(masked[0], abs=1e-5)
+    assert first["grad_norm"] == pytest.approx(masked[1], rel=1e-5)
+    assert abs(masked[0] - unmasked[0]) > 1e-2

@@ -61,6 +61,9 @@ class Config(BaseModel):
     """Two-sided clipping: cap the ratio at this value (INTELLECT-2); off by default."""
     importance_sampling_level: Literal["token", "sequence"] = "token"
     """Ratio per token (GRPO) or per sequence (GSPO)."""
+    off_policy_mask_threshold: float | None = Field(default=None, gt=0.0)
+    """Off-policy sequence masking (DeepSeek-V3.2): drop negative-advantage completions whose mean
+    log-probability drifted more than this from sampling time. Needs rollout --logprobs."""
     num_iterations: int = Field(default=1, ge=1)
     """Optimisation passes over each batch of stored completions (PPO epochs, mu)."""
     learning_rate: float = Field(default=1e-6, gt=0.0)

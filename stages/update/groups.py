@@ -29,7 +29,8 @@ SHOWN = 5  # how many offending rows/groups an error message lists
 @dataclass
 class Sample:
     """One stored completion with the prompt it answered: task text, image, earlier turns (JSON),
-    the exact tokens sampled (when known), the response text and its reward."""
+    the exact tokens sampled and their log-probabilities at sampling time (when known), the
+    response text and its reward."""
 
     row: int
     prompt: str
@@ -37,6 +38,7 @@ class Sample:
     history: str | None
     response: str
     token_ids: list[int] | None
+    logprobs: list[float] | None
     reward: float
 
 
@@ -93,6 +95,14 @@ def _token_ids(row: dict[str, Any]) -> list[int] | None:
     return None if ids is None else [int(t) for t in ids]
 
 
+def _logprobs(row: dict[str, Any]) -> list[float] | None:
+    """The sampling log-probabilities (rollout --logprobs), usable only next to the sampled tokens."""
+    values, ids = row.get("response_logprobs"), _token_ids(row)
+    if values is None or ids is None:
+        return None
+    return [float(v) for v in values]
+
+
 def group_columns(rows: list[dict[str, Any]], indices: list[int], turns: str, group_by: str | None) -> list[str]:
     """The columns whose values together form the groups (see the module docstring)."""
     if group_by:
@@ -118,13 +128,18 @@ def build_groups(rows: list[dict[str, Any]], indices: list[int], reward_column: 
     if empty:
         raise UserError(f"{directory}: empty response in row(s) {_listing(empty)}; a completion needs at least "
                         "one token (drop these rows)")
+    uneven = [i for i in indices if (lp := _logprobs(rows[i])) is not None and len(lp) != len(_token_ids(rows[i]) or [])]
+    if uneven:
+        raise UserError(f"{directory}: response_logprobs and response_token_ids differ in length in row(s) "
+                        f"{_listing(uneven)}")
     groups: dict[str, Group] = {}
     for i in indices:
         row = rows[i]
         gid = "/".join(str(row[k]) for k in keys)
         group = groups.setdefault(gid, Group(gid))
         group.samples.append(Sample(i, row["prompt"], row.get("image"), row.get("history"),
-                                    row.get("response") or "", _token_ids(row), float(row[reward_column])))
+                                    row.get("response") or "", _token_ids(row), _logprobs(row),
+                                    float(row[reward_column])))
     _check_sizes(list(groups.values()), ", ".join(keys), directory)
     return list(groups.values())
 

@@ -95,7 +95,9 @@ def encode_groups(groups: list[Group], processor: Any, input_dir: Path, max_leng
             continue
         longest = max(longest, length)
         kept.append(group)
-        stored[group.group_id] = StoredGroup(chats, paths, prompt_ids, completions, group.rewards)
+        logprobs: list[list[float | None]] = [list(s.logprobs) if s.logprobs is not None else [None] * len(c)
+                                              for s, c in zip(group.samples, completions, strict=True)]
+        stored[group.group_id] = StoredGroup(chats, paths, prompt_ids, completions, group.rewards, logprobs)
     with_images = {bool(files) for _, files, _ in prompts.values()}
     if len(with_images) > 1:
         raise UserError(f"{input_dir}: some prompts show an image and some none; TRL needs one kind per "

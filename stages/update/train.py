@@ -103,6 +103,7 @@ def _grpo_options(cfg: Config, group_size: int, longest_completion: int) -> dict
         "loss_type": cfg.loss_type, "scale_rewards": cfg.scale_rewards, "beta": cfg.beta,
         "epsilon": cfg.epsilon, "epsilon_high": cfg.epsilon_high, "delta": cfg.delta,
         "importance_sampling_level": cfg.importance_sampling_level, "num_iterations": cfg.num_iterations,
+        "off_policy_mask_threshold": cfg.off_policy_mask_threshold,
         "learning_rate": cfg.learning_rate, "lr_scheduler_type": cfg.lr_scheduler_type,
         "warmup_steps": cfg.warmup_ratio, "weight_decay": cfg.weight_decay, "max_grad_norm": cfg.max_grad_norm,
         "num_train_epochs": cfg.num_train_epochs, "max_steps": cfg.max_steps or -1, "seed": cfg.seed,
@@ -148,6 +149,12 @@ def _checked_inputs(cfg: Config, input_dir: Path) -> tuple[Any, prepare.Prepared
     groups = load_groups(input_dir, cfg.turns, cfg.reward_column, cfg.split or None, cfg.max_rows, cfg.group_by)
     group_size = len(groups[0].samples)
     _check_batch(cfg, group_size)
+    if cfg.off_policy_mask_threshold is not None:
+        unknown = [s.row for g in groups for s in g.samples if s.logprobs is None]
+        if unknown:
+            raise UserError(f"--off-policy-mask-threshold needs sampling log-probabilities (response_logprobs and "
+                            f"response_token_ids; rollout --logprobs), missing in {len(unknown)} row(s), e.g. "
+                            f"row {unknown[0]}")
     flat = zero_variance(groups)
     if flat:
         say(f"update: {len(flat)} of {len(groups)} group(s) have zero reward variance (no learning signal), "

@@ -37,13 +37,14 @@ IMAGE_CACHE = 512
 @dataclass
 class StoredGroup:
     """What the trainer needs of one group, per sample: its chat (image placeholders), image files,
-    prompt tokens, completion tokens and reward."""
+    prompt tokens, completion tokens, reward, and sampling log-probabilities (None where unknown)."""
 
     chats: list[list[dict[str, Any]]]
     image_paths: list[list[str]]
     prompt_ids: list[list[int]]
     completion_ids: list[list[int]]
     rewards: list[float]
+    logprobs: list[list[float | None]]
 
 
 class StoredRollouts:
@@ -78,8 +79,9 @@ class StoredRollouts:
             group = self.groups[key]
             out["prompt_ids"].append(group.prompt_ids[index])
             out["completion_ids"].append(group.completion_ids[index])
-            # Without vLLM, TRL treats the batch as on-policy and uses these only for off-policy masking.
-            out["logprobs"].append([0.0] * len(group.completion_ids[index]))
+            # Without vLLM, TRL treats the batch as on-policy and uses these only for off-policy sequence
+            # masking (--off-policy-mask-threshold), where None (NaN) means "no evidence".
+            out["logprobs"].append(group.logprobs[index])
             out["stored_reward"].append(group.rewards[index])
         return out
 
