@@ -27,7 +27,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from update_data import RESPONSES, scored_rows, write_dataset  # noqa: E402
+from test_update_data import RESPONSES, scored_rows, write_dataset  # noqa: E402
 
 from stages import update  # noqa: E402
 from stages.core import vlm  # noqa: E402
@@ -88,6 +88,8 @@ def wider_model(tiny: Path, out: Path, hidden: int, layers: int) -> Path:
     text = config.text_config
     text.hidden_size, text.intermediate_size, text.num_hidden_layers = hidden, 4 * hidden, layers
     text.num_attention_heads, text.num_key_value_heads = hidden // 64, max(1, hidden // 256)
+    text.layer_types = ["full_attention"] * layers
+    text.rope_parameters = {**text.rope_parameters, "mrope_section": [8, 12, 12]}  # head_dim 64
     config.vision_config.out_hidden_size = hidden
     torch.manual_seed(0)
     Qwen2_5_VLForConditionalGeneration(config).save_pretrained(out)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_update_data import read_metrics, scored_rows, tiny_model_dir, write_dataset
 from typer.testing import CliRunner
-from update_data import read_metrics, scored_rows, tiny_model_dir, write_dataset
 
 from metaspatial_cli.app import app
 from stages.core import vlm

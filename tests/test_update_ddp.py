@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
-from update_data import read_metrics, scored_rows, tiny_model_dir, write_dataset
+from test_update_data import read_metrics, scored_rows, tiny_model_dir, write_dataset
 
 from stages.core import vlm
 

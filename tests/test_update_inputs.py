@@ -7,8 +7,8 @@ import math
 from pathlib import Path
 
 import pytest
+from test_update_data import scored_rows, tiny_model_dir, write_dataset
 from typer.testing import CliRunner
-from update_data import scored_rows, tiny_model_dir, write_dataset
 
 from metaspatial_cli.app import app
 from stages.core.errors import UserError

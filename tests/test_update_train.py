@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from update_data import (
+from test_update_data import (
     completion_logps,
     final_turn_rows,
     read_metrics,

@@ -1,4 +1,5 @@
 """Scored rollout datasets for the update tests, written directly as Parquet (no rollout/score run).
+A helper module (no tests of its own), shared by the update test files and benchmarks/bench_update.py.
 
 Completions are real token sequences of the tiny model's tokenizer, ending in its EOS, with
 rewards chosen by the test, so a test knows exactly which completions should gain probability.
