@@ -7,7 +7,7 @@ Baseline, measured in the same run: the 2D plan (NumPy/Pillow). Each 3D backend 
 fixture room (perspective and corner views) after one warm-up frame; "array" is the picture in
 memory (scene building, shading, rasterising, labels), "+png" adds PNG encoding. Throughput runs the
 render stage's worker pool on rows of random layouts with the default views (topdown + perspective)
-for 1 and 2 workers, after a warm-up batch. Blender (`bpy`, installed into a throwaway venv; never
+for 1 and 2 workers, after a warm-up batch, interleaved and best of two. Blender (`bpy`, installed into a throwaway venv; never
 a project dependency) renders the very same triangles and camera with Workbench, EEVEE (1 sample)
 and Cycles (16 samples), and the ratios say how many times faster the engine is. Nothing is
 asserted: the numbers depend on the machine and on what else runs on it.
@@ -115,10 +115,12 @@ def random_rows(raw: dict, scene: Scene, count: int) -> list[dict]:
 
 
 def bench_workers(raw: dict, scene: Scene, size: int, count: int) -> None:
+    """Views/s for 1 and 2 workers, measured interleaved (1, 2, 1, 2) and the best of each kept:
+    other jobs on a shared machine come and go, and the best run is the least disturbed one."""
     views = ("topdown", "perspective")
     rows = random_rows(raw, scene, count)
-    base = None
-    for workers in (1, 2):
+    best: dict[int, float] = {}
+    for workers in (1, 2, 1, 2):
         with tempfile.TemporaryDirectory() as out:
             pool = WorkerPool(Job(out, views, size, "pyrender", None, True), workers)
             pool.map(rows[: 2 * workers], 1, lambda n: None)  # start workers, contexts, shaders
@@ -126,10 +128,10 @@ def bench_workers(raw: dict, scene: Scene, size: int, count: int) -> None:
             pool.map(rows, 4, lambda n: None)
             seconds = time.perf_counter() - start
             pool.close()
-        rate = count * len(views) / seconds
-        base = base or rate
-        print(f"  --workers {workers}: {rate:6.1f} views/s ({count} rows x {len(views)} views, PNGs written) "
-              f"= {rate / base:.2f}x one worker")
+        best[workers] = max(best.get(workers, 0.0), count * len(views) / seconds)
+    for workers, rate in best.items():
+        print(f"  --workers {workers}: {rate:6.1f} views/s ({count} rows x {len(views)} views, PNGs written; "
+              f"best of 2) = {rate / best[1]:.2f}x one worker")
 
 
 BLENDER_SCRIPT = r"""
