@@ -76,6 +76,18 @@ class Arrangement:
     def undrawn(self) -> list[Item]:
         return [i for i in self.items if not i.drawn]
 
+    def outside(self, item: Item) -> bool:
+        """A drawn object whose footprint is not entirely on the floor of the room."""
+        room = self.room
+        return item.drawn and any(not (-1e-6 <= x <= room.x + 1e-6 and -1e-6 <= y <= room.y + 1e-6)
+                                  for x, y in item.footprint())
+
+    def note(self, item: Item) -> str | None:
+        """What the legend says under an object: why it is not drawn, or that it leaves the room."""
+        if not item.drawn:
+            return STATUS_TEXT[item.status]
+        return "outside the room" if self.outside(item) else None
+
     @property
     def no_layout(self) -> bool:
         """Nothing of the answer can be drawn: the picture is the empty room with a mark."""

@@ -9,7 +9,7 @@ from functools import lru_cache
 
 from PIL import ImageDraw, ImageFont
 
-from .layout import STATUS_TEXT, Arrangement
+from .layout import Arrangement
 from .palette import KIND_COLOURS, shade
 
 TEXT = (36, 36, 44)
@@ -25,7 +25,7 @@ def font(size: int) -> ImageFont.FreeTypeFont:
 
 
 def _lines(arr: Arrangement) -> int:
-    return len(arr.items) + len(arr.undrawn) + (2 if arr.unknown else 0)
+    return len(arr.items) + sum(1 for i in arr.items if arr.note(i)) + (2 if arr.unknown else 0)
 
 
 def split_canvas(arr: Arrangement, pixels: int, span: tuple[float, float],
@@ -62,7 +62,8 @@ def draw_legend(draw: ImageDraw.ImageDraw, arr: Arrangement, box: Box, columns: 
     max_chars = max(6, int((width - size) / (size * 0.52)) - 3)
     sw = size * 0.8
     for item in arr.items:
-        rows_needed = 1 if item.drawn else 2
+        note = arr.note(item)
+        rows_needed = 2 if note else 1
         if y + rows_needed * line > bottom:
             if column + 1 >= columns:
                 draw.text((x, y - line * 0.2), f"+{len(arr.items) - item.number + 1} more", fill=MUTED, font=small)
@@ -76,8 +77,8 @@ def draw_legend(draw: ImageDraw.ImageDraw, arr: Arrangement, box: Box, columns: 
         draw.text((x + sw + size * 0.4, y), _clip(f"{item.number} {item.id}", max_chars),
                   fill=TEXT if item.drawn else MUTED, font=small)
         y += line
-        if not item.drawn:
-            draw.text((x + sw + size * 0.4, y), _clip(STATUS_TEXT[item.status], max_chars), fill=ALERT, font=small)
+        if note:
+            draw.text((x + sw + size * 0.4, y), _clip(note, max_chars), fill=ALERT, font=small)
             y += line
     if arr.unknown:
         if y + 2 * line > bottom and column + 1 < columns:

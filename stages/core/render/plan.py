@@ -129,7 +129,7 @@ class _PlanFrame:
         corners = [self.big(x, y) for x, y in item.footprint()]
         assert item.position is not None
         hanging = item.position[2] - item.height / 2 > CEILING_HEIGHT
-        outline = ALERT if _outside(item, self.arr.room) else shade(colour, 0.55)
+        outline = ALERT if self.arr.outside(item) else shade(colour, 0.55)
         pen.polygon(corners, fill=None if hanging else colour, outline=outline, width=self.unit)
         self._arrow(pen, item, shade(colour, 0.4))
 
@@ -227,7 +227,3 @@ def spread_badges(points: list[tuple[float, float]], r: float,
             spot = next((c for c in candidates if free(*c)), spot)
         placed.append(spot)
     return placed
-
-
-def _outside(item: Item, room: RoomSize) -> bool:
-    return any(not (-1e-6 <= x <= room.x + 1e-6 and -1e-6 <= y <= room.y + 1e-6) for x, y in item.footprint())

@@ -95,7 +95,9 @@ def view_soup(arr: Arrangement, view: str, assets: AssetLibrary | None = None) -
         soup = item_soup(item, assets)
         objects.append(soup)
         assert item.position is not None
-        if item.position[2] - item.height / 2 < SHADOW_MAX_BOTTOM:
+        x, y, z = item.position
+        on_floor_of_room = 0 <= x <= arr.room.x and 0 <= y <= arr.room.y  # else the clipped shadow is a sliver
+        if z - item.height / 2 < SHADOW_MAX_BOTTOM and on_floor_of_room:
             shadows.append(floor_shadow(soup, arr, 0.002))
     return Soup.join([shaded(room_shell(arr, view), contrast=0.45), *shadows, *[shaded(o) for o in objects]])
 
