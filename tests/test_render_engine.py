@@ -241,3 +241,19 @@ def test_rooms_of_any_size_render_quickly(size, renderer: Renderer):
     for view in ("topdown", "corner-ne"):
         image = np.asarray(renderer.render_view(arr, view), int)
         assert (np.abs(image - image[0, 0]).sum(axis=2) > 30).mean() > 0.005, view
+
+
+def test_objects_leaving_the_room_are_flagged(gym: Scene):
+    reference = {i.id: i.position for i in Arrangement.from_scene(gym, None).items}
+    moved = dict(reference)
+    first = gym.ids[0]
+    moved[first] = (gym.size.x + 1.0, reference[first][1], reference[first][2])
+    arr = Arrangement.from_scene(gym, moved)
+    assert arr.note(arr.items[0]) == "outside the room" and arr.items[0].drawn
+    assert all(arr.note(i) is None for i in arr.items[1:])
+
+    def red(a: Arrangement) -> int:
+        img = np.asarray(draw_plan(a, 256), int)
+        return int(((img[..., 0] > 150) & (img[..., 1] < 100) & (img[..., 2] < 100)).sum())
+
+    assert red(arr) > red(Arrangement.from_scene(gym, reference)) + 20
