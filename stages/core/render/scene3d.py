@@ -99,7 +99,7 @@ def view_soup(arr: Arrangement, view: str, assets: AssetLibrary | None = None) -
         on_floor_of_room = 0 <= x <= arr.room.x and 0 <= y <= arr.room.y  # else the clipped shadow is a sliver
         if z - item.height / 2 < SHADOW_MAX_BOTTOM and on_floor_of_room:
             shadows.append(floor_shadow(soup, arr, 0.002))
-    return Soup.join([shaded(room_shell(arr, view), contrast=0.45), *shadows, *[shaded(o) for o in objects]])
+    return Soup.join([shaded(room_shell(arr, view), contrast=0.45), *shadows, shaded(Soup.join(objects))])
 
 
 def frame_points(arr: Arrangement) -> np.ndarray:
