@@ -91,9 +91,12 @@ def build_report(run_dir: Path, rooms: int = 2) -> str:
         parts.append("<p>No scored rollouts in this run yet.</p>")
     if evals:
         parts.append("<h2>Evaluation on held-out rooms</h2>")
+        from .eval_metrics import METRICS
+
+        heads = {key: heading for key, heading, _ in METRICS} | {"reward_sem": "± s.e."}
         cols = [c for c in EVAL_COLUMNS if c in evals[0]]
-        parts.append(_table(cols, [[_number(r[c]) if c != "model" else html.escape(r[c]) for c in cols]
-                                   for r in evals]))
+        parts.append(_table([heads.get(c, c) for c in cols],
+                            [[_number(r[c]) if c != "model" else html.escape(r[c]) for c in cols] for r in evals]))
     parts.append(_gallery("Renders across iterations and turns", data.training_gallery(run_dir, rooms)))
     parts.append(_gallery("Held-out renders per evaluated model", data.eval_gallery(run_dir, rooms)))
     body = "\n".join(p for p in parts if p)
