@@ -105,7 +105,7 @@ def run(cfg: EvalConfig) -> list[dict[str, Any]]:
     steps, score_dirs = model_steps(cfg)
     execute_steps(steps, cfg.output / LOG)
     labels = cfg.label or cfg.model
-    table = [model_metrics(label, model, score_dir) for label, model, score_dir in zip(labels, cfg.model, score_dirs)]
+    table = [model_metrics(label, model, score_dir) for label, model, score_dir in zip(labels, cfg.model, score_dirs, strict=True)]
     write_tables(table, cfg.output)
     print_table(table, cfg)
     return table

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from stages.core import dataset as ds
+from stages.core.errors import UserError
 
 TURN_DIR = re.compile(r"^iter-(\d+)/turn-(\d+)$")
 CURVE_COLUMNS = ("reward", "format_reward", "collision_ratio", "out_of_bounds_ratio", "constraint_ratio",
@@ -55,7 +56,7 @@ def _dataset_dirs(run_dir: Path, stage: str) -> list[tuple[int, int, Path]]:
 def _readable_rows(directory: Path) -> list[dict[str, Any]]:
     try:
         return ds.read_rows(directory)
-    except Exception:  # a dataset still being written has no parts yet: show the rest of the run
+    except UserError:  # a dataset still being written has no parts yet: show the rest of the run
         return []
 
 
@@ -136,7 +137,7 @@ def eval_gallery(run_dir: Path, rooms: int) -> list[tuple[str, list[Picture]]]:
     gallery = []
     for room_id in room_ids:
         pictures = []
-        for label, (path, rows) in zip(labels, tables):
+        for label, (path, rows) in zip(labels, tables, strict=False):  # eval.csv may lag behind
             row = _first_sample(rows, room_id)
             if row is not None:
                 pictures.append(_picture(path, row, label))
