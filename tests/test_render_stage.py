@@ -180,3 +180,44 @@ def test_shards_and_library_use_cover_every_row(rendered, tmp_path):
     crashed = got[got.sample_id == df.loc[1, "sample_id"]].iloc[0]
     assert "not text" in crashed.parse_error and json.loads(crashed.layout) == {}
     assert red_share(pixels(out, crashed.render_topdown)) > 0.003
+
+
+def answer_text(layout: dict[str, list[float]]) -> str:
+    entries = [{"new_object_id": oid, "x": x, "y": y, "z": z} for oid, (x, y, z) in layout.items()]
+    return f"<think>Placing {len(entries)} objects.</think>\n<answer>{json.dumps(entries)}</answer>"
+
+
+def test_example_rooms_render_with_reference_and_broken_answers(oracle_dir, tmp_path):
+    """All 50 example rooms (16 room types) with their reference layouts, a shifted copy of one,
+    and fixture answers that are broken whatever the room."""
+    repo = Path(__file__).resolve().parents[1]
+    code, out = cli("gen-prompts", "--source", "jsonl", "--input", repo / "examples" / "rooms" / "rooms.jsonl",
+                    "--output", tmp_path / "prompts", "--image-size", "64")
+    assert code == 0, out
+    prompts = pd.read_parquet(tmp_path / "prompts")
+    rows = [{**p.to_dict(), "response": answer_text(json.loads(p.reference_layout)), "case": "reference"}
+            for _, p in prompts.iterrows()]
+    first = json.loads(prompts.reference_layout.iloc[0])
+    shifted = {k: [x, y * 0.5, z] for k, (x, y, z) in first.items()}
+    rows.append({**prompts.iloc[0].to_dict(), "response": answer_text(shifted), "case": "shifted"})
+    broken = [json.loads(line)["response"] for line in (oracle_dir / "cases.jsonl").read_text().splitlines()
+              if json.loads(line)["case_kind"] in ("invalid_json", "scalar_answer", "no_answer_tags")][:3]
+    rows += [{**prompts.iloc[1].to_dict(), "response": text, "case": "broken"} for text in broken]
+    src = tmp_path / "rollouts"
+    src.mkdir()
+    pd.DataFrame(rows).to_parquet(src / "train-00000-of-00001.parquet")
+    code, out = cli("render", "--input", src, "--output", tmp_path / "renders", "--size", "128")
+    assert code == 0, out
+    df = pd.read_parquet(tmp_path / "renders")
+    ref = df[df.case == "reference"]
+    assert ref.parse_error.isna().all() and len(ref) == 50
+    assert all(len(json.loads(row.layout)) == row.num_objects for _, row in ref.iterrows())
+    for rel in [*df.render_topdown, *df.render_perspective]:
+        assert pixels(tmp_path / "renders", rel).std() > 10
+    assert ref.render_perspective.nunique() == 50  # different rooms, different pictures (by content address)
+    a = pixels(tmp_path / "renders", df[df.case == "shifted"].render_perspective.iloc[0])
+    b = pixels(tmp_path / "renders", ref.render_perspective.iloc[0])
+    assert (np.abs(a - b).sum(axis=2) > 30).mean() > 0.01
+    for _, row in df[df.case == "broken"].iterrows():
+        assert row.parse_error and json.loads(row.layout) == {}
+        assert red_share(pixels(tmp_path / "renders", row.render_perspective)) > 0.003
