@@ -49,7 +49,7 @@ KIND_PATTERNS: list[tuple[str, str]] = [
     ("cabinet", r"tv stand|media console|tv cabinet"),
     ("screen", r"\btv\b|television|monitor|screen|computer"),
     ("mirror", r"mirror"),
-    ("wall_art", r"painting|picture|poster|artwork|clock|whiteboard|menu board|canvas|\bframe"),
+    ("wall_art", r"painting|picture|poster|artwork|clock|whiteboard|menu board|dartboard|canvas|\bframe"),
     ("rug", r"\brug\b|carpet"),
     ("mat", r"\bmat\b"),
     ("plant", r"plant|tree|flower|cactus"),
@@ -65,7 +65,8 @@ KIND_PATTERNS: list[tuple[str, str]] = [
     ("bath", r"bathtub|\btub\b|shower|sink|basin"),
     ("toilet", r"toilet|bidet"),
     ("table", r"table|counter|island|bench"),
-    ("appliance", r"stove|oven|microwave|coffee|espresso|printer|hood|washer|dryer|fireplace"),
+    ("appliance", r"stove|oven|microwave|coffee|espresso|printer|hood|washer|washing machine|dryer|fireplace|"
+                  r"dispenser|cash register"),
     ("cabinet", r"cabinet|dresser|drawer|nightstand|sideboard|chest|stand|case|cupboard|buffet|basket|cart"),
     ("decor", r"vase|bowl|globe|book|sculpture|tower|toy|statue|pillow|cushion|easel"),
 ]
