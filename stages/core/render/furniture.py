@@ -259,6 +259,8 @@ def _decor(f: Frame, c: RGB, name: str) -> list[Soup]:
     if "globe" in name:
         return [shape("cylinder", (f.x0 * 0.5, f.x1 * 0.5, f.y0 * 0.5, f.y1 * 0.5, f.z0, f.z0 + 0.03), BRASS),
                 shape("sphere", (f.x0, f.x1, f.y0, f.y1, f.z(0.2), f.z1), (90, 140, 200))]
+    if "tent" in name:
+        return [shape("cone", (f.x0, f.x1, f.y0, f.y1, f.z0, f.z1), c)]
     if "bowl" in name:
         return [shape("sphere", (f.x0, f.x1, f.y0, f.y1, f.z0, f.z1), c)]
     if "book" in name or "tower" in name:

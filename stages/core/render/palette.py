@@ -67,8 +67,9 @@ KIND_PATTERNS: list[tuple[str, str]] = [
     ("table", r"table|counter|island|bench"),
     ("appliance", r"stove|oven|microwave|coffee|espresso|printer|hood|washer|washing machine|dryer|fireplace|"
                   r"dispenser|cash register"),
-    ("cabinet", r"cabinet|dresser|drawer|nightstand|sideboard|chest|stand|case|cupboard|buffet|basket|cart"),
-    ("decor", r"vase|bowl|globe|book|sculpture|tower|toy|statue|pillow|cushion|easel"),
+    ("cabinet", r"cabinet|dresser|drawer|nightstand|sideboard|chest|stand|case|cupboard|buffet|basket|cart|"
+                r"piano"),
+    ("decor", r"vase|bowl|globe|book|sculpture|tower|toy|statue|pillow|cushion|easel|tent"),
 ]
 _COMPILED = [(kind, re.compile(pattern)) for kind, pattern in KIND_PATTERNS]
 
