@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -23,7 +24,6 @@ from stages.core import dataset as ds
 from stages.core.config import StageConfig
 from stages.core.errors import UserError
 from stages.core.render import VIEWS, check_views
-from stages.core.scene import SceneError
 from stages.core.stage import Context, Stage, run_stage
 
 from .work import ROW_FIELDS, Job, WorkerPool, column_of, scene_of
@@ -71,22 +71,30 @@ def columns(cfg: Config) -> list[pa.Field]:
 
 
 def check_rows(cfg: Config) -> None:
-    """Every row's scene and room size must be valid before anything is written; errors name the row."""
+    """Every row's scene and room size must be valid before anything is written; errors name the
+    row and field. Rows of one prompt share their scene, so each distinct scene is checked once."""
     if cfg.input is None:
         raise UserError("render: --input is required (a rollout dataset directory)")
     table = ds.read_table(cfg.input)
     ds.require_columns(table, NEEDS, cfg.input)
-    rows = table.select(["scene", "room_x", "room_y", "room_z"]).slice(0, cfg.max_rows).to_pylist() \
-        if cfg.max_rows else table.select(["scene", "room_x", "room_y", "room_z"]).to_pylist()
-    for i, row in enumerate(rows):
+    table = table.select(["scene", "room_x", "room_y", "room_z"])
+    if cfg.max_rows:
+        table = table.slice(0, cfg.max_rows)
+    checked: set[tuple] = set()
+    for i, row in enumerate(table.to_pylist()):
+        key = tuple(row.values())
+        if key in checked:
+            continue
+        for axis in ("room_x", "room_y", "room_z"):
+            value = row[axis]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise UserError(f"{cfg.input}, row {i}, field {axis}: must be a positive number of metres, "
+                                f"got {value!r}")
         try:
-            scene_of(row)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{cfg.input}, row {i}, field scene: not valid JSON ({err})") from None
-        except TypeError as err:
-            raise UserError(f"{cfg.input}, row {i}, field scene: expected a JSON string ({err})") from None
-        except SceneError as err:
-            raise UserError(f"{cfg.input}, row {i}: {err}") from None
+            scene_of(row, where=f"{cfg.input}, row {i}, field scene")
+        except (json.JSONDecodeError, TypeError) as err:
+            raise UserError(f"{cfg.input}, row {i}, field scene: expected a JSON list of objects ({err})") from None
+        checked.add(key)
     if cfg.assets is not None:
         from stages.core.render.assets import index_folder
 

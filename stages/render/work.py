@@ -44,9 +44,9 @@ def column_of(view: str) -> str:
     return "render_" + view.replace("-", "_")
 
 
-def scene_of(row: dict[str, Any]) -> Scene:
+def scene_of(row: dict[str, Any], where: str = "scene") -> Scene:
     size = {"x": row["room_x"], "y": row["room_y"], "z": row["room_z"]}
-    return Scene.from_idesign(json.loads(row["scene"]), size)
+    return Scene.from_idesign(json.loads(row["scene"]), size, where=where)
 
 
 def arrangement_of(row: dict[str, Any]) -> tuple[Arrangement, dict[str, list[float]], str | None]:
