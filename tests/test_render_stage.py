@@ -151,6 +151,11 @@ def test_bad_inputs_fail_clearly_before_writing(rendered, tmp_path):
     code, out = cli("render", "--input", broken, "--output", tmp_path / "o2")
     assert code == 2 and "row 3" in out and "new_object_id" in out
     assert not (tmp_path / "o2").exists()
+    df = pd.read_parquet(rollouts)
+    df.loc[2, "room_y"] = -1.0
+    df.to_parquet(broken / "train-00000-of-00001.parquet")
+    code, out = cli("render", "--input", broken, "--output", tmp_path / "o2")
+    assert code == 2 and "row 2, field room_y" in out and not (tmp_path / "o2").exists()
     code, out = cli("render", "--input", rollouts.parent / "prompts", "--output", tmp_path / "o3")
     assert code == 2 and "response" in out
     code, out = cli("render", "--input", rollouts, "--output", tmp_path / "o4", "--assets", tmp_path / "nope")
