@@ -20,6 +20,9 @@ TEST_ENV = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELI
 def _install(session: nox.Session, extras: str = "dev") -> None:
     session.install(CPU_TORCH)
     session.install("-e", f".[{extras}]")
+    # xgrammar pulls in triton, which has no CPU backend. Its bundled LLVM segfaults a process that
+    # has already loaded Mesa's llvmpipe (pyrender's EGL renderer) once transformers imports it.
+    session.run("python", "-m", "pip", "uninstall", "-y", "-q", "triton")
 
 
 @nox.session
