@@ -7,13 +7,12 @@ import time
 import pandas as pd
 import pyarrow as pa
 import pytest
+from helpers import cli, cli_process, write_rooms
 
 from stages.core import dataset as ds
 from stages.core.config import StageConfig
 from stages.core.errors import UserError
 from stages.core.stage import Stage, run_stage, shard_bounds
-
-from helpers import cli, cli_process, write_rooms
 
 
 def _scenes(oracle_dir):

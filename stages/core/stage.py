@@ -22,8 +22,15 @@ from typing import Any
 
 import pyarrow as pa
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from . import dataset as ds
 from .config import StageConfig
@@ -175,10 +182,8 @@ def _describe_inputs(cfg: StageConfig) -> list[dict[str, Any]]:
 
 
 def _remove_if_empty(path: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):  # not empty: another shard is still writing
         path.rmdir()
-    except OSError:
-        pass
 
 
 def _process_in_chunks(stage: Stage, cfg: StageConfig, rows: Rows, schema: pa.Schema, part: str) -> Rows:
