@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -84,7 +84,10 @@ def format_validation_error(err: ValidationError, source: str = "config") -> str
     return "\n".join(lines)
 
 
-def build_config(cls: type[StageConfig], values: dict[str, Any], source: str = "config") -> StageConfig:
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+def build_config(cls: type[ConfigT], values: dict[str, Any], source: str = "config") -> ConfigT:
     """Validate `values` into `cls`, turning validation errors into a UserError naming each key."""
     try:
         return cls.model_validate(values)

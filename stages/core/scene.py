@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from .errors import UserError
 
@@ -173,7 +173,7 @@ class Scene:
 def parse_room_size(value: Any, where: str) -> RoomSize:
     if not isinstance(value, dict):
         raise SceneError(f"{where}: expected an object {{x, y, z}}, got {type(value).__name__}")
-    dims = []
+    dims: list[float] = []
     for axis in "xyz":
         v = value.get(axis)
         if not _is_number(v) or v <= 0:
@@ -182,7 +182,7 @@ def parse_room_size(value: Any, where: str) -> RoomSize:
     return RoomSize(*dims)
 
 
-def _is_number(v: Any) -> bool:
+def _is_number(v: Any) -> TypeGuard[float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 

@@ -54,7 +54,7 @@ def check_unique(records: list[dict[str, Any]], where: str) -> list[dict[str, An
     return records
 
 
-def from_jsonl(path: Path) -> list[dict[str, Any]]:
+def from_jsonl(path: Path | None) -> list[dict[str, Any]]:
     """Lines `{room_id, description, room_size{x,y,z}, scene_graph}` (optional room_type, preference)."""
     if path is None or not Path(path).is_file():
         raise UserError(f"--input: {path} is not a file (the jsonl source reads a .jsonl file of rooms)")
