@@ -1,5 +1,6 @@
 """The whole loop through `recipe run`: make-model → gen-prompts → (rollout → render → score → update) × 2,
-killed with SIGKILL at a random moment and run again, which must complete and skip finished steps."""
+killed with SIGKILL at a random moment and run again, which must complete and skip finished steps;
+then `recipe plan` of the same recipe, run as a bash script, must give the same datasets."""
 
 import os
 import random
@@ -49,3 +50,13 @@ def test_full_loop_survives_kill_9_and_resumes(tmp_path):
     assert any((tmp_path / "run" / "iter-002" / "update").glob("*.safetensors"))
     log = (tmp_path / "run" / "recipe.log").read_text()
     assert log.count("recipe ") == 2 and "done in" in log
+
+    plan = subprocess.run([*CLI, "recipe", "plan", str(recipe), "--set", f"workdir={tmp_path / 'planned'}"],
+                          capture_output=True, text=True, check=True).stdout
+    (tmp_path / "plan.sh").write_text(plan)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    subprocess.run(["bash", str(tmp_path / "plan.sh")], env=env, capture_output=True, check=True)
+    columns = ["sample_id", "response", "reward"]
+    by_run = scores[columns].sort_values("sample_id").reset_index(drop=True)
+    by_plan = pd.read_parquet(tmp_path / "planned" / "iter-002" / "turn-1" / "score")[columns]
+    pd.testing.assert_frame_equal(by_run, by_plan.sort_values("sample_id").reset_index(drop=True))
