@@ -97,7 +97,8 @@ def print_table(table: list[dict[str, Any]], cfg: Any) -> None:
                  caption="format ok: share of exact answers; objects ok: every object placed once; "
                  "↓ lower is better")
     for heading in ["model", "rooms", "samples", *[h for _, h, _ in METRICS]]:
-        view.add_column(heading, justify="left" if heading == "model" else "right")
+        view.add_column(heading, justify="left" if heading == "model" else "right",
+                        overflow="fold" if heading == "model" else "ellipsis", no_wrap=heading == "reward")
     for row in table:
         cells = [row["model"], row["rooms"], row["samples"], *[row[k] for k, _, _ in METRICS]]
         cells[-1] = f"{_cell(row['reward'])} ± {_cell(row['reward_sem'])}"
