@@ -6,6 +6,7 @@ does not pull a multi-GB CUDA build.
 """
 
 import os
+import shutil
 
 import nox
 
@@ -25,10 +26,21 @@ def _install(session: nox.Session, extras: str = "dev") -> None:
     session.run("python", "-m", "pip", "uninstall", "-y", "-q", "triton")
 
 
+def _system_packages(session: nox.Session) -> None:
+    """On a fresh CI machine, the Debian packages the tests use: Chromium (the report test opens
+    the HTML page in it) and Mesa's EGL (headless rendering). Developers install them once by hand."""
+    if not os.environ.get("CI") or shutil.which("chromium") or not shutil.which("apt-get") or os.geteuid() != 0:
+        return
+    session.run("apt-get", "update", "-qq", external=True)
+    session.run("apt-get", "install", "-y", "-qq", "chromium", "libegl1", "libegl-mesa0", "libgl1-mesa-dri",
+                external=True)
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole default test suite (unit + end-to-end on tiny inputs)."""
-    _install(session)
+    _system_packages(session)
+    _install(session, "dev,open3d")
     session.run("pytest", "-q", "-m", "not vllm", *session.posargs, env=TEST_ENV)
 
 
