@@ -58,8 +58,8 @@ def data_files(directory: Path) -> list[Path]:
     return files
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; errors name the file and line."""
     with open(path, "rb") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
@@ -70,8 +70,11 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
                 raise UserError(f"{path}, line {lineno}: not valid JSON ({err})") from None
             if not isinstance(row, dict):
                 raise UserError(f"{path}, line {lineno}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-    return rows
+            yield lineno, row
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [row for _, row in iter_jsonl(path)]
 
 
 def read_table(directory: Path) -> pa.Table:

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from stages.core.dataset import iter_jsonl
 from stages.core.errors import UserError
 from stages.core.scene import Scene, parse_room_size
 
@@ -58,18 +59,7 @@ def from_jsonl(path: Path | None) -> list[dict[str, Any]]:
     """Lines `{room_id, description, room_size{x,y,z}, scene_graph}` (optional room_type, preference)."""
     if path is None or not Path(path).is_file():
         raise UserError(f"--input: {path} is not a file (the jsonl source reads a .jsonl file of rooms)")
-    records = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{path}, line {lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
-            if not isinstance(raw, dict):
-                raise UserError(f"{path}, line {lineno}: expected a JSON object, got {type(raw).__name__}")
-            records.append(room_record(raw, f"{path}, line {lineno}", "jsonl"))
+    records = [room_record(raw, f"{path}, line {lineno}", "jsonl") for lineno, raw in iter_jsonl(Path(path))]
     if not records:
         raise UserError(f"{path}: no rooms in this file")
     return check_unique(records, str(path))
