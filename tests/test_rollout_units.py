@@ -1,4 +1,4 @@
-"""Fast rollout unit tests (no model): the guided grammar, follow-up prompt text, sample ids."""
+"""Fast rollout unit tests (no model): the guided grammar, follow-up prompt text, sample ids, the report."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import xgrammar as xgr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import stages.rollout as rollout_module
 from stages.core import vlm
 from stages.core.errors import UserError
 from stages.core.turns import feedback_lines, followup_text, previous_answer
@@ -97,3 +98,13 @@ def test_unrendered_previous_turn_shows_the_room_image():
     messages = vlm.build_messages(row["prompt"], row["image"], history)
     assert vlm.message_images(messages) == ["_images/room.png"]
     assert "render" not in messages[0]["content"][1]["text"] and "R1" in messages[0]["content"][1]["text"]
+
+
+def test_report_says_how_many_samples_were_cut_at_max_new_tokens(capsys):
+    def row(prompt_id, finish):
+        return {"prompt_id": prompt_id, "finish_reason": finish, "num_response_tokens": 600}
+
+    rollout_module._report([row("a", "stop"), row("b", "length"), row("b", "length"), row("c", "length")], 1.0)
+    assert "3 of 4 samples (2 prompt(s)) stopped at --max-new-tokens" in capsys.readouterr().err
+    rollout_module._report([row("a", "stop")], 1.0)
+    assert "max-new-tokens" not in capsys.readouterr().err

@@ -157,6 +157,19 @@ def _report(rows: list[dict[str, Any]], seconds: float) -> None:
     seconds = max(seconds, 1e-9)
     console.print(f"rollout: {len(rows)} samples, {tokens} tokens in {seconds:.1f} s "
                   f"({len(rows) / seconds:.2f} samples/s, {tokens / seconds:.0f} tokens/s)", highlight=False)
+    _warn_truncated(rows)
+
+
+def _warn_truncated(rows: list[dict[str, Any]]) -> None:
+    """Say when responses were cut at --max-new-tokens: a cut answer scores as no answer, so a room
+    whose layout does not fit gives every sample reward 0 and its group no learning signal (with
+    --guided every object must be listed, about 40 tokens each), which otherwise goes unnoticed."""
+    cut = [r for r in rows if r["finish_reason"] == "length"]
+    if cut:
+        rooms = len({r["prompt_id"] for r in cut})
+        console.print(f"[yellow]rollout[/]: {len(cut)} of {len(rows)} samples ({rooms} prompt(s)) stopped at "
+                      "--max-new-tokens before finishing; they score as no answer (raise --max-new-tokens)",
+                      highlight=False)
 
 
 def stage_for(input_columns: list[str]) -> Stage:
