@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from metaspatial_cli.app import app
-from metaspatial_cli.recipes.spec import apply_overrides, interpolate, load_recipe
+from metaspatial_cli.app import STAGES, app
+from metaspatial_cli.recipes.spec import apply_overrides, interpolate, load_recipe, stage_config_class
 from stages.core.errors import UserError
 
 SCENES = "/work/shared/fixtures/upstream-oracle/scenes.jsonl"
@@ -111,3 +111,10 @@ def test_pretrain_section_is_validated_and_becomes_a_step(tmp_path):
                            ("pretrain: {base: x, output: y}\n", "pretrain.output: set by the recipe runner")]:
         with pytest.raises(UserError, match=message):
             load_recipe(write(tmp_path, base + extra))
+
+
+def test_every_stage_has_its_config_class():
+    import stages.rollout
+
+    assert stage_config_class("rollout") is stages.rollout.Config
+    assert all(stage_config_class(stage) is not None for stage in STAGES)

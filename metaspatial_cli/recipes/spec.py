@@ -59,7 +59,7 @@ def stage_config_class(stage: str) -> type[BaseModel] | None:
     """The stage's Config class, or None when the stage is not built in this version."""
     from metaspatial_cli.app import STAGES
 
-    module = STAGES[stage][0]
+    module = STAGES[stage]
     try:
         return importlib.import_module(module).Config
     except ModuleNotFoundError as err:
