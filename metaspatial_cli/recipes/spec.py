@@ -55,17 +55,11 @@ class Recipe:
     config_classes: dict[str, type[BaseModel]] = field(default_factory=dict)
 
 
-def stage_config_class(stage: str) -> type[BaseModel] | None:
-    """The stage's Config class, or None when the stage is not built in this version."""
+def stage_config_class(stage: str) -> type[BaseModel]:
+    """The stage's Config class: its fields are the keys of the stage's recipe section."""
     from metaspatial_cli.app import STAGES
 
-    module = STAGES[stage]
-    try:
-        return importlib.import_module(module).Config
-    except ModuleNotFoundError as err:
-        if err.name != module:
-            raise
-        return None
+    return importlib.import_module(STAGES[stage]).Config
 
 
 def apply_overrides(raw: dict[str, Any], sets: list[str], source: str) -> None:
@@ -198,8 +192,6 @@ def load_recipe(path: Path, sets: list[str] | None = None) -> Recipe:
                 raise UserError(f"{source}: {stage}: section given but the stage is not in `stages`")
             continue
         cls = stage_config_class(stage)
-        if cls is None:
-            raise UserError(f"{source}: {stage}: the {stage} stage is not built in this version")
         validate_section(source, stage, section, cls,
                          {"input": recipe.workdir, "output": recipe.workdir, "model": recipe.model, "turn": 1})
         recipe.sections[stage] = section
