@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,12 @@ def _scene_ids(row: dict[str, Any]) -> list[str]:
     return Scene.from_idesign(json.loads(row["scene"]), size).ids
 
 
-def _mean(values: list[float]) -> float:
+def _mean(values: Sequence[float | None]) -> float:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     return sum(finite) / len(finite) if finite else float("nan")
 
 
-def _sem(values: list[float]) -> float:
+def _sem(values: Sequence[float | None]) -> float:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     if len(finite) < 2:
         return float("nan")

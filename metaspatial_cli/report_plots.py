@@ -48,7 +48,7 @@ def reward_curve(stats: list[TurnStats]) -> bytes:
 def component_curves(stats: list[TurnStats]) -> bytes:
     """The reward's components at each iteration's last turn."""
     fig, ax = _figure("Reward components (last turn)", "iteration")
-    last = {}
+    last: dict[int, TurnStats] = {}
     for s in stats:
         if s.iteration not in last or s.turn > last[s.iteration].turn:
             last[s.iteration] = s

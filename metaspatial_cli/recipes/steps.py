@@ -130,10 +130,10 @@ def build_steps(recipe: Recipe) -> list[Step]:
             model = str(update_dir)
     if recipe.eval is not None:
         models = list(dict.fromkeys([base, recipe.model, model]))  # base (before warm-up), start, end of RL
-        args = ["eval", "--config", str(config_path(recipe, "eval"))]
+        eval_args = ["eval", "--config", str(config_path(recipe, "eval"))]
         for m in models:
-            args += ["--model", m]
-        steps.append(Step("eval", (*args, "--output", str(wd / "eval")), wd / "eval", "eval"))
+            eval_args += ["--model", m]
+        steps.append(Step("eval", (*eval_args, "--output", str(wd / "eval")), wd / "eval", "eval"))
     return steps
 
 
