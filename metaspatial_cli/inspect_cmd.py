@@ -19,7 +19,7 @@ from .options import err_console
 
 console = Console()
 # Columns whose value counts are worth showing when they have few distinct values.
-CATEGORY_LIMIT = 12
+CATEGORY_LIMIT = 20
 
 
 def summarise(directory: Path) -> None:
