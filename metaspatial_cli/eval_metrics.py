@@ -36,8 +36,9 @@ def _scene_ids(row: dict[str, Any]) -> list[str]:
     return Scene.from_idesign(json.loads(row["scene"]), size).ids
 
 
-def _mean(values: Sequence[float | None]) -> float:
-    finite = [v for v in values if v is not None and math.isfinite(v)]
+def finite_mean(values: Sequence[Any]) -> float:
+    """Mean of the finite numbers among `values` (missing and NaN metrics are skipped); NaN if none."""
+    finite = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
     return sum(finite) / len(finite) if finite else float("nan")
 
 
@@ -58,10 +59,10 @@ def model_metrics(label: str, model: str, score_dir: Path) -> dict[str, Any]:
         valid.append(float(parsed.format_level == VALID))
         matched.append(float(not (parsed.missing or parsed.unknown or parsed.duplicates)))
     out: dict[str, Any] = {"model": label, "path": model, "rooms": len({r["room_id"] for r in rows}),
-                           "samples": len(rows), "format_valid": _mean(valid), "object_set_match": _mean(matched)}
+                           "samples": len(rows), "format_valid": finite_mean(valid), "object_set_match": finite_mean(matched)}
     for key, _, column in METRICS:
         if column is not None:
-            out[key] = _mean([r.get(column) for r in rows])
+            out[key] = finite_mean([r.get(column) for r in rows])
     out["reward_sem"] = _sem([r.get("reward") for r in rows])
     return out
 

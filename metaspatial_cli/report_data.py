@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Any
 
 from stages.core import dataset as ds
 from stages.core.errors import UserError
+
+from .eval_metrics import finite_mean
 
 TURN_DIR = re.compile(r"^iter-(\d+)/turn-(\d+)$")
 CURVE_COLUMNS = ("reward", "format_reward", "collision_ratio", "out_of_bounds_ratio", "constraint_ratio",
@@ -37,11 +38,6 @@ class Picture:
     caption: str
     path: Path | None
     reward: float | None
-
-
-def _mean(values: list[Any]) -> float:
-    finite = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-    return sum(finite) / len(finite) if finite else float("nan")
 
 
 def _dataset_dirs(run_dir: Path, stage: str) -> list[tuple[int, int, Path]]:
@@ -66,7 +62,7 @@ def turn_stats(run_dir: Path) -> list[TurnStats]:
     for iteration, turn, path in _dataset_dirs(run_dir, "score"):
         rows = _readable_rows(path)
         if rows:
-            means = {c: _mean([r.get(c) for r in rows]) for c in CURVE_COLUMNS}
+            means = {c: finite_mean([r.get(c) for r in rows]) for c in CURVE_COLUMNS}
             stats.append(TurnStats(iteration, turn, path, len(rows), means))
     return stats
 
