@@ -206,3 +206,16 @@ def test_bug19_smaller_items():
     painting = obj("painting_1", (1.0, 0.02, 0.8), floor=False)
     row = score_one(made_row([wardrobe, painting], {"wardrobe_1": (2, 2, 1.0), "painting_1": (2, 2, 1.2)}))
     assert json.loads(row["feedback"])["collisions"] == [["wardrobe_1", "painting_1"]]
+
+
+@pytest.mark.parametrize("flag", [True, False, None])
+def test_bug19_a_missing_is_adjacent_does_not_require_touching(flag):
+    chair = obj("chair_1", (0.5, 0.5, 0.9), rel=[("table_1", "in front", flag)])
+    if flag is None:
+        del chair["placement"]["objects_in_room"][0]["is_adjacent"]
+    table = obj("table_1", (1.2, 0.8, 0.75))
+    row = score_one(made_row([table, chair], {"table_1": (2, 1.75, 0.375), "chair_1": (2, 3.0, 0.45)}))
+    assert (json.loads(row["feedback"])["violations"] != []) == (flag is True)  # 0.85 m apart: touching fails
+    relation = Scene.from_idesign([table, chair], {"x": 4, "y": 4, "z": 3}).objects[1].to_idesign()
+    # the scene round-trips without the key, so the v1 preset still reads upstream's default (True)
+    assert relation["placement"]["objects_in_room"][0].get("is_adjacent") == flag

@@ -75,7 +75,7 @@ def _template(scene: Scene) -> _Template:
     rels = []
     for k, obj in enumerate(scene.objects):
         rels += [(k, -1, LAYOUT_CODE[r.element], PREP_CODE[r.preposition], True) for r in obj.layout_relations]
-        rels += [(k, index[r.object_id], -1, PREP_CODE[r.preposition], r.is_adjacent)
+        rels += [(k, index[r.object_id], -1, PREP_CODE[r.preposition], r.adjacent)
                  for r in obj.object_relations if r.object_id in index]
     columns: list[tuple[Any, ...]] = list(zip(*rels, strict=True)) if rels else [()] * 5
     fixed = [math.radians(o.rotation) if o.rotation is not None

@@ -53,7 +53,14 @@ class LayoutRelation:
 class ObjectRelation:
     object_id: str
     preposition: str
-    is_adjacent: bool
+    is_adjacent: bool | None
+    """None when the scene leaves it out: the default preset then does not require touching (upstream
+    assumed True, its item 19) and the scene round-trips without the key."""
+
+    @property
+    def adjacent(self) -> bool:
+        """Whether the relation requires the objects to touch (a missing flag does not)."""
+        return bool(self.is_adjacent)
 
 
 @dataclass
@@ -83,8 +90,7 @@ class SceneObject:
             "placement": {
                 "room_layout_elements": [{"layout_element_id": r.element, "preposition": r.preposition}
                                          for r in self.layout_relations],
-                "objects_in_room": [{"object_id": r.object_id, "preposition": r.preposition,
-                                     "is_adjacent": r.is_adjacent} for r in self.object_relations],
+                "objects_in_room": [_relation_item(r) for r in self.object_relations],
             },
         }
         if self.rotation is not None:
@@ -93,6 +99,13 @@ class SceneObject:
         if with_position and self.position is not None:
             obj["position"] = dict(zip("xyz", self.position, strict=True))
         return obj
+
+
+def _relation_item(r: ObjectRelation) -> dict[str, Any]:
+    item: dict[str, Any] = {"object_id": r.object_id, "preposition": r.preposition}
+    if r.is_adjacent is not None:
+        item["is_adjacent"] = r.is_adjacent
+    return item
 
 
 def layout_elements(size: RoomSize) -> list[dict[str, Any]]:
@@ -233,8 +246,8 @@ def _parse_object(item: Any, where: str) -> SceneObject:
         if rel.get("preposition") not in OBJECT_PREPOSITIONS:
             raise SceneError(f"{here}, field {f}.preposition: unknown preposition {rel.get('preposition')!r} "
                              f"(one of {', '.join(OBJECT_PREPOSITIONS)})")
-        adjacent = rel.get("is_adjacent", True)
-        if not isinstance(adjacent, bool):
+        adjacent = rel.get("is_adjacent")
+        if "is_adjacent" in rel and not isinstance(adjacent, bool):
             raise SceneError(f"{here}, field {f}.is_adjacent: expected true or false, got {adjacent!r}")
         object_rel.append(ObjectRelation(rel["object_id"], rel["preposition"], adjacent))
     rotation = None
