@@ -24,6 +24,7 @@ METRICS = [
     ("object_set_match", "objects ok", None),
     ("collision_ratio", "collide↓", "collision_ratio"),
     ("out_of_bounds_ratio", "outside↓", "out_of_bounds_ratio"),
+    ("support_ratio", "unsupported↓", "support_ratio"),
     ("constraint_ratio", "violate↓", "constraint_ratio"),
     ("judge_score", "judge", "judge_score"),
     ("format_reward", "fmt rwd", "format_reward"),

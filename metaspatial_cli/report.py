@@ -31,7 +31,7 @@ figcaption{font-size:.85rem;color:#444}.missing{width:220px;height:220px;backgro
 align-items:center;justify-content:center;color:#888}
 """
 EVAL_COLUMNS = ("model", "rooms", "samples", "format_valid", "object_set_match", "collision_ratio",
-                "out_of_bounds_ratio", "constraint_ratio", "judge_score", "reward", "reward_sem")
+                "out_of_bounds_ratio", "support_ratio", "constraint_ratio", "judge_score", "reward", "reward_sem")
 
 
 def _img(data: bytes, alt: str) -> str:

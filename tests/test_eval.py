@@ -30,7 +30,8 @@ def scored_row(answer: list[dict], reward: float) -> dict:
     return {"room_id": room["room_id"], "room_x": size["x"], "room_y": size["y"], "room_z": size["z"],
             "scene": json.dumps(scene.to_idesign(with_positions=False)),
             "response": f"<think>ok</think><answer>{json.dumps(answer)}</answer>", "reward": reward,
-            "format_reward": 1.0, "collision_ratio": 0.0, "out_of_bounds_ratio": 0.0, "constraint_ratio": 0.5,
+            "format_reward": 1.0, "collision_ratio": 0.0, "out_of_bounds_ratio": 0.0, "support_ratio": 0.25,
+            "constraint_ratio": 0.5,
             "judge_score": float("nan")}
 
 
@@ -47,6 +48,7 @@ def test_metrics_read_validity_and_object_match_from_the_answers(tmp_path):
     assert m["object_set_match"] == pytest.approx(1 / 3)
     assert m["reward"] == pytest.approx(1.0)
     assert m["constraint_ratio"] == pytest.approx(0.5)
+    assert m["support_ratio"] == pytest.approx(0.25)
     assert m["reward_sem"] == pytest.approx(1 / 3 ** 0.5)
     assert m["judge_score"] != m["judge_score"]  # NaN when no row has a judge score
 
