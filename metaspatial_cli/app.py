@@ -31,8 +31,8 @@ app = typer.Typer(
 STAGES = {"gen-prompts": "stages.gen_prompts", "rollout": "stages.rollout", "render": "stages.render",
           "score": "stages.score", "update": "stages.update"}
 # Tool modules each add their own command(s) through `register(app)`.
-TOOLS = ("metaspatial_cli.inspect_cmd", "metaspatial_cli.make_model", "metaspatial_cli.evaluate",
-         "metaspatial_cli.report")
+TOOLS = ("metaspatial_cli.inspect_cmd", "metaspatial_cli.make_model", "metaspatial_cli.pretrain",
+         "metaspatial_cli.evaluate", "metaspatial_cli.report")
 
 for _name, _module in STAGES.items():
     _stage = importlib.import_module(_module)

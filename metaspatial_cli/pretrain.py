@@ -7,7 +7,7 @@ generator's reference layouts as answers, written with one decimal so answers st
 deterministic for a given seed and machine. On the quickstart's budget its own effect on the reward
 is small; the README gives the measured numbers.
 
-    python -m metaspatial_cli.pretrain --base runs/quickstart/models/tiny --output runs/quickstart/models/pretrained
+    metaspatial pretrain --base runs/quickstart/models/tiny --output runs/quickstart/models/pretrained
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def run(cfg: PretrainConfig) -> Path:
     start = time.time()
     cfg.output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cfg.output.parent, prefix=f".{cfg.output.name}.tmp-") as tmp:
-        processor = vlm.load_processor(cfg.base)
+        processor = vlm.load_processor(cfg.base, flag="--base")
         examples = [_example(processor, r, cfg.decimals) for r in _rooms(cfg, Path(tmp))]
         model = vlm.load_model(cfg.base, dtype="float32").train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
@@ -129,8 +129,7 @@ def run(cfg: PretrainConfig) -> Path:
     return cfg.output
 
 
-app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
-add_config_command(app, "pretrain", PretrainConfig, run, "Fine-tune a small VLM on synthetic reference layouts.")
-
-if __name__ == "__main__":
-    app()
+def register(app: typer.Typer) -> None:
+    add_config_command(app, "pretrain", PretrainConfig, run,
+                       "Fine-tune a small VLM on synthetic reference layouts (a supervised warm-up before RL).",
+                       rich_help_panel="Tools")

@@ -104,7 +104,7 @@ def test_pretrain_section_is_validated_and_becomes_a_step(tmp_path):
     steps = build_steps(load_recipe(path))
     assert [s.name for s in steps] == ["make-model", "pretrain", "gen-prompts"]
     assert steps[0].args[-1] == f"{tmp_path}/run/models/tiny"
-    assert steps[1].command_line().startswith("python -m metaspatial_cli.pretrain --config ")
+    assert steps[1].command_line().startswith("metaspatial pretrain --config ")
     assert steps[1].output == tmp_path / "run" / "models" / "warm"
     for extra, message in [("pretrain: {base: x, epochs: 0}\n", "pretrain.epochs"),
                            ("pretrain: {epochs: 2}\n", "pretrain.base: required"),

@@ -96,8 +96,7 @@ def execute_steps(steps: list[Step], log_file: Path) -> None:
         console.print(f"[bold cyan]{head}[/]: {step.command_line()}", highlight=False, soft_wrap=True)
         _log(log_file, f"run: {step.command_line()}")
         start = time.time()
-        program = base if step.program == ("metaspatial",) else [sys.executable, *step.program[1:]]
-        code = subprocess.call([*program, *step.args], env=env)
+        code = subprocess.call([*base, *step.args], env=env)
         seconds = time.time() - start
         if code != 0 or not is_complete(step):
             _log(log_file, f"failed (exit {code}) after {seconds:.1f} s: {step.command_line()}")

@@ -38,11 +38,9 @@ class Step:
     output: Path
     kind: Literal["dataset", "model", "update", "eval"]
     """How to tell that the step is complete (see runner.is_complete)."""
-    program: tuple[str, ...] = ("metaspatial",)
-    """`metaspatial`, or `python -m MODULE` for the project's scripts (the pretraining warm-up)."""
 
     def command_line(self) -> str:
-        return shlex.join([*self.program, *self.args])
+        return shlex.join(["metaspatial", *self.args])
 
 
 def config_path(recipe: Recipe, name: str) -> Path:
@@ -107,8 +105,8 @@ def build_steps(recipe: Recipe) -> list[Step]:
     if recipe.make_model:
         steps.append(Step("make-model", ("make-model", recipe.make_model, base), Path(base), "model"))
     if recipe.pretrain:
-        args = ("--config", str(config_path(recipe, "pretrain")), "--base", base, "--output", recipe.model)
-        steps.append(Step("pretrain", args, Path(recipe.model), "model", ("python", "-m", "metaspatial_cli.pretrain")))
+        args = ("pretrain", "--config", str(config_path(recipe, "pretrain")), "--base", base, "--output", recipe.model)
+        steps.append(Step("pretrain", args, Path(recipe.model), "model"))
     prompts = wd / "gen-prompts"
     steps.append(_stage_step(recipe, "gen-prompts", "gen-prompts", prompts, None, []))
     model = recipe.model

@@ -61,16 +61,20 @@ def _without_video(processor_cls: Any) -> type:
     return type(processor_cls.__name__, (processor_cls,), {"check_argument_for_proper_class": check})
 
 
-def load_processor(path: str | Path):
+def load_processor(path: str | Path, flag: str = "--model"):
     """The model's processor, built from its tokenizer and PIL image processor (left padding); for a
-    text-only model, its tokenizer (which also applies the chat template and encodes text)."""
+    text-only model, its tokenizer (which also applies the chat template and encodes text). `flag` is
+    the option that named the model, for the error message when it cannot be loaded."""
     from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
     from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
 
     source = _processor_dir(path)
-    tokenizer = AutoTokenizer.from_pretrained(source, padding_side="left")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, padding_side="left")
+    except OSError as err:  # not a model directory, or a hub name while offline
+        raise UserError(f"{flag}: cannot load {path}: {err}") from None
     if tokenizer.chat_template is None:
-        raise UserError(f"--model: {path} has no chat template; rollout needs a chat (instruct) model")
+        raise UserError(f"{flag}: {path} has no chat template; rollout needs a chat (instruct) model")
     model_type = AutoConfig.from_pretrained(model_source(path)[0]).model_type
     name = PROCESSOR_MAPPING_NAMES.get(model_type)
     if not name:

@@ -159,10 +159,7 @@ def _checked_inputs(cfg: Config, input_dir: Path) -> tuple[Any, prepare.Prepared
     if flat:
         say(f"update: {len(flat)} of {len(groups)} group(s) have zero reward variance (no learning signal), "
             f"e.g. {', '.join(flat[:3])}")
-    try:
-        processor = vlm.load_processor(cfg.model)
-    except OSError as err:  # not a model directory, or a hub name while offline
-        raise UserError(f"--model: cannot load {cfg.model}: {err}") from None
+    processor = vlm.load_processor(cfg.model)
     max_length = cfg.max_length or _context_length(cfg.model)
     prepared = prepare.encode_groups(groups, processor, input_dir, max_length, cfg.skip_too_long)
     if prepared.too_long:
