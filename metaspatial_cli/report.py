@@ -30,8 +30,6 @@ figure{margin:0;width:220px}figure img{width:220px;border:1px solid #ddd}
 figcaption{font-size:.85rem;color:#444}.missing{width:220px;height:220px;background:#eee;display:flex;
 align-items:center;justify-content:center;color:#888}
 """
-EVAL_COLUMNS = ("model", "rooms", "samples", "format_valid", "object_set_match", "collision_ratio",
-                "out_of_bounds_ratio", "support_ratio", "constraint_ratio", "judge_score", "reward", "reward_sem")
 
 
 def _img(data: bytes, alt: str) -> str:
@@ -93,9 +91,11 @@ def build_report(run_dir: Path, rooms: int = 2) -> str:
         parts.append("<h2>Evaluation on held-out rooms</h2>")
         from .eval_metrics import METRICS
 
-        heads = {key: heading for key, heading, _ in METRICS} | {"reward_sem": "± s.e."}
-        cols = [c for c in EVAL_COLUMNS if c in evals[0]]
-        parts.append(_table([heads.get(c, c) for c in cols],
+        # the eval table's columns (format reward left out: the reward column already says it)
+        heads = {"model": "model", "rooms": "rooms", "samples": "samples"}
+        heads |= {key: heading for key, heading, _ in METRICS if key != "format_reward"} | {"reward_sem": "± s.e."}
+        cols = [c for c in heads if c in evals[0]]
+        parts.append(_table([heads[c] for c in cols],
                             [[_number(r[c]) if c != "model" else html.escape(r[c]) for c in cols] for r in evals]))
     parts.append(_gallery("Renders across iterations and turns", data.training_gallery(run_dir, rooms)))
     parts.append(_gallery("Held-out renders per evaluated model", data.eval_gallery(run_dir, rooms)))

@@ -2,8 +2,12 @@
 
 import json
 
+from helpers import cli
+
 from metaspatial_cli.pretrain import answer_text
+from stages.core import vlm
 from stages.core.answer import VALID, parse_answer
+from stages.core.tiny_vlm import build_tiny_vlm
 
 
 def test_answer_text_is_a_valid_rounded_answer():
@@ -17,11 +21,6 @@ def test_answer_text_is_a_valid_rounded_answer():
 
 
 def test_pretrain_command_writes_a_loadable_model_whose_loss_falls(tmp_path):
-    from helpers import cli
-
-    from stages.core import vlm
-    from stages.core.tiny_vlm import build_tiny_vlm
-
     base = build_tiny_vlm(tmp_path / "tiny")
     out = tmp_path / "warm"
     code, text = cli("pretrain", "--base", base, "--output", out, "--num-rooms", 2, "--epochs", 3,
@@ -34,8 +33,6 @@ def test_pretrain_command_writes_a_loadable_model_whose_loss_falls(tmp_path):
 
 
 def test_pretrain_command_rejects_bad_options_and_writes_nothing(tmp_path):
-    from helpers import cli
-
     code, text = cli("pretrain", "--base", tmp_path / "tiny", "--output", tmp_path / "warm", "--epochs", 0)
     assert code == 2 and "epochs" in text
     code, text = cli("pretrain", "--base", tmp_path / "missing", "--output", tmp_path / "warm", "--num-rooms", 1)
