@@ -37,9 +37,7 @@ from stages.core.render.scene3d import frame_points, view_soup  # noqa: E402
 from stages.core.scene import Scene  # noqa: E402
 from stages.render.work import Job, WorkerPool  # noqa: E402
 
-ORACLE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "upstream-oracle"
-if not ORACLE.exists():
-    ORACLE = Path("/work/shared/fixtures/upstream-oracle")
+ORACLE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "upstream-oracle"
 ROOM = "room_5041"
 VIEWS_3D = ("perspective", "corner-ne")
 BPY_REQUIREMENT = "bpy==4.5.*"

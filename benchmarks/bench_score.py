@@ -26,9 +26,7 @@ from stages.core.measure import measure
 from stages.core.scene import LAYOUT_ELEMENTS, Scene, layout_elements
 from stages.score import upstream_v1
 
-ORACLE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "upstream-oracle"
-if not ORACLE.exists():
-    ORACLE = Path("/work/shared/fixtures/upstream-oracle")
+ORACLE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "upstream-oracle"
 PUBLISHED_MS = {"fixture": 16.5, 5: 7.8, 10: 15.9, 20: 40.0, 40: 128.0, 80: 491.0}
 PREPOSITIONS = ("left of", "right of", "in front", "behind", "on", "above", "under")
 

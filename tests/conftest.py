@@ -15,14 +15,10 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "upstream-oracle"
-if not FIXTURES.exists():  # CI clones the repo next to shared/; a developer checkout may differ
-    FIXTURES = Path("/work/shared/fixtures/upstream-oracle")
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "upstream-oracle"
 
 
 @pytest.fixture(scope="session")
 def oracle_dir() -> Path:
-    """The upstream-oracle fixture folder (scenes, cases, probes) from the shared/ tree."""
-    if not FIXTURES.exists():
-        pytest.fail(f"fixture folder not found: {FIXTURES}")
+    """The upstream-oracle fixture folder (scenes, cases, probes), shipped in tests/fixtures."""
     return FIXTURES

@@ -9,7 +9,7 @@ from metaspatial_cli.app import STAGES, app
 from metaspatial_cli.recipes.spec import apply_overrides, interpolate, load_recipe, stage_config_class
 from stages.core.errors import UserError
 
-SCENES = "/work/shared/fixtures/upstream-oracle/scenes.jsonl"
+SCENES = Path(__file__).resolve().parent / "fixtures" / "upstream-oracle" / "scenes.jsonl"
 
 
 def write(tmp_path: Path, text: str) -> Path:

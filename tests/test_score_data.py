@@ -11,9 +11,7 @@ from stages.core.scene import Scene
 from stages.score.judges import RulesJudge, make_judge
 from stages.score.scoring import score_rows
 
-ORACLE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "upstream-oracle"
-if not ORACLE.exists():
-    ORACLE = Path("/work/shared/fixtures/upstream-oracle")
+ORACLE = Path(__file__).resolve().parent / "fixtures" / "upstream-oracle"
 
 
 @cache
