@@ -147,7 +147,10 @@ class Scene:
 
     def z_angle(self, obj: SceneObject, _seen: frozenset[str] = frozenset()) -> float:
         """The object's rotation: as given, else IDesign's rule (facing a layout element gives a
-        fixed angle; otherwise the first parent object's angle, recursively; otherwise 0)."""
+        fixed angle; otherwise the first parent object's angle, recursively; otherwise 0).
+        The one rotation rule: the prompt states it, the renderer draws it and the score measures
+        at it. IDesign laid its scenes out at these angles, so a scene without `rotation` scores its
+        reference layout exactly as the same scene with them."""
         if obj.rotation is not None:
             return obj.rotation
         if obj.facing in FACING_ANGLE:
