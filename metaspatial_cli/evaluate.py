@@ -72,9 +72,7 @@ def validate_sections(cfg: EvalConfig, source: str) -> None:
 
 
 def load_config(config_file: Path | None, flags: dict[str, Any]) -> EvalConfig:
-    from stages.core.config import load_yaml
-
-    from .recipes.spec import _validation_lines
+    from stages.core.config import load_yaml, validation_message
 
     values = load_yaml(config_file) if config_file else {}
     values.update({k: v for k, v in flags.items() if v not in (None, [])})
@@ -82,7 +80,7 @@ def load_config(config_file: Path | None, flags: dict[str, Any]) -> EvalConfig:
     try:
         cfg = EvalConfig.model_validate(values)
     except ValidationError as err:
-        raise UserError("\n".join(f"{source}: {line}" for line in _validation_lines(err, "eval").splitlines())) from None
+        raise UserError(validation_message(err, EvalConfig, source, "eval")) from None
     if cfg.label and len(cfg.label) != len(cfg.model):
         raise UserError(f"{source}: eval.label: {len(cfg.label)} labels for {len(cfg.model)} models")
     validate_sections(cfg, source)

@@ -41,8 +41,10 @@ def _is_list(annotation: Any) -> bool:
     return typing.get_origin(annotation) in (list, tuple)
 
 
-def _help(field: Any) -> str:
+def _help(name: str, field: Any) -> str:
     text = (field.description or "").strip()
+    if name == "output":
+        return text + " (required)"
     if typing.get_origin(field.annotation) is Literal:
         text += f" One of: {', '.join(map(str, typing.get_args(field.annotation)))}."
     if field.default_factory is None and field.default is not None and field.default != "":
@@ -79,13 +81,15 @@ def add_config_command(app: typer.Typer, name: str, config_cls: type[BaseModel],
         decls = [f"{flag}/--no-{fname.replace('_', '-')}"] if ftype is bool else [flag]
         params.append(inspect.Parameter(
             fname, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[ftype],  # noqa: UP045
-            default=typer.Option(None, *decls, help=_help(field), show_default=False)))
+            default=typer.Option(None, *decls, help=_help(fname, field), show_default=False)))
 
     def command(**kwargs: Any) -> None:
         config_file = kwargs.pop("config_file")
         try:
             values = load_yaml(config_file) if config_file else {}
             values.update(cli_values(config_cls, kwargs))
+            if "output" in config_cls.model_fields and values.get("output") in (None, ""):
+                raise UserError("--output: required (where to write; or `output:` in the --config file)")
             cfg = build_config(config_cls, values, source=str(config_file or "options"))
             run(cfg)
         except UserError as err:

@@ -30,3 +30,23 @@ def test_inspect_summarises_a_dataset_and_rejects_a_non_dataset(tmp_path, oracle
     assert "gen-prompts" in out and "29" in out and "room_type" in out and "gym" in out
     code, out = cli("inspect", tmp_path / "nothing")
     assert code == 2 and "no such dataset directory" in out
+
+
+def test_a_misspelt_config_key_gets_did_you_mean_like_a_misspelt_flag(tmp_path):
+    (tmp_path / "r.yaml").write_text("max_new_tokns: 3\n")
+    code, out = cli("rollout", "--config", tmp_path / "r.yaml", "--model", "m", "--output", tmp_path / "o")
+    assert code == 2 and "max_new_tokns: unknown key (did you mean max_new_tokens?)" in out
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_source_without_its_input_says_so_in_one_line(tmp_path):
+    code, out = cli("gen-prompts", "--source", "jsonl", "--output", tmp_path / "p")
+    assert code == 2
+    assert out.strip() == "error: options: source 'jsonl' needs --input"
+
+
+def test_output_is_required_not_silently_out(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out = cli("gen-prompts", "--num-rooms", 1)
+    assert code == 2 and "--output: required" in out
+    assert list(tmp_path.iterdir()) == []

@@ -61,11 +61,11 @@ def test_valid_recipe_loads_with_override(tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     ("  image_size: big\n", r"r.yaml: gen-prompts.image_size: Input should be a valid integer"),
-    ("  num_roms: 3\n", r"r.yaml: gen-prompts.num_roms: unknown key"),
+    ("  num_roms: 3\n", r"r.yaml: gen-prompts.num_roms: unknown key \(did you mean num_rooms"),
     ("  output: x\n", r"r.yaml: gen-prompts.output: set by the recipe runner"),
     ("iterations: 0\n", r"r.yaml: iterations: expected a whole number"),
     ("iterations: 2\n", "need the update stage"),
-    ("wrokdir: x\n", r"r.yaml: wrokdir: unknown key"),
+    ("wrokdir: x\n", r"r.yaml: wrokdir: unknown key \(did you mean workdir\?"),
     ("stages: [gen-prompts, render]\n", "a prefix of it"),
 ])
 def test_bad_recipes_fail_naming_file_and_key(tmp_path, extra, message):

@@ -18,6 +18,7 @@ costs that hour.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import re
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from stages.core.config import load_yaml
+from stages.core.config import load_yaml, validation_message
 from stages.core.errors import UserError
 
 PIPELINE = ("gen-prompts", "rollout", "render", "score", "update")
@@ -118,15 +119,6 @@ def interpolate(raw: dict[str, Any], source: str) -> dict[str, Any]:
     return resolve(raw, "", ())
 
 
-def _validation_lines(err: ValidationError, prefix: str) -> str:
-    lines = []
-    for e in err.errors():
-        key = ".".join([prefix, *(str(p) for p in e["loc"])])
-        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        lines.append(f"{key}: {msg}")
-    return "\n".join(lines)
-
-
 def _positive_int(raw: dict[str, Any], key: str, source: str) -> int:
     value = raw.get(key, 1)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -156,8 +148,7 @@ def validate_section(recipe_source: str, stage: str, section: dict[str, Any], cl
     try:
         cls.model_validate({**values, **section})
     except ValidationError as err:
-        raise UserError("\n".join(f"{recipe_source}: {line}"
-                                  for line in _validation_lines(err, stage).splitlines())) from None
+        raise UserError(validation_message(err, cls, recipe_source, stage)) from None
 
 
 def load_recipe(path: Path, sets: list[str] | None = None) -> Recipe:
@@ -167,7 +158,9 @@ def load_recipe(path: Path, sets: list[str] | None = None) -> Recipe:
     apply_overrides(raw, sets or [], source)
     unknown = sorted(set(raw) - TOP_KEYS - set(PIPELINE))
     if unknown:
-        raise UserError(f"{source}: {unknown[0]}: unknown key (allowed: {', '.join(sorted(TOP_KEYS))} "
+        close = difflib.get_close_matches(unknown[0], [*TOP_KEYS, *PIPELINE], n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise UserError(f"{source}: {unknown[0]}: unknown key ({hint}allowed: {', '.join(sorted(TOP_KEYS))} "
                         f"and one section per stage: {', '.join(PIPELINE)})")
     if isinstance(raw.get("workdir"), str) and "${" not in raw["workdir"]:
         # Absolute, so that every step finds its inputs whatever directory a stage resolves paths against.
@@ -213,8 +206,7 @@ def _check_extras(recipe: Recipe, source: str) -> None:
         try:
             PretrainConfig.model_validate(recipe.pretrain)
         except ValidationError as err:
-            raise UserError("\n".join(f"{source}: {line}"
-                                      for line in _validation_lines(err, "pretrain").splitlines())) from None
+            raise UserError(validation_message(err, PretrainConfig, source, "pretrain")) from None
     if recipe.eval is not None:
         from metaspatial_cli.evaluate import EvalConfig
 

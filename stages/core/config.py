@@ -8,6 +8,7 @@ Unknown keys and bad values fail validation before any work starts, naming the k
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
@@ -72,16 +73,22 @@ class StageConfig(BaseModel):
         return self.model_dump(mode="json", exclude=set(self.SECRET_FIELDS))
 
 
-def format_validation_error(err: ValidationError, source: str = "config") -> str:
-    """One line per bad key: `config: rollout.max_new_tokens: Input should be ...`."""
+def validation_message(err: ValidationError, cls: type[BaseModel], source: str, prefix: str = "") -> str:
+    """One line per bad key, `source: prefix.key: message`. An unknown key gets the nearest known
+    keys (as a misspelt flag does); a check of the whole config (no key) gets just its message."""
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(config)"
-        msg = e["msg"]
+        key = ".".join([*([prefix] if prefix else []), *(str(p) for p in e["loc"])])
+        msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = "unknown key"
-        lines.append(f"{source}: {key}: {msg}")
+            msg = "unknown key" + (_did_you_mean(str(e["loc"][0]), cls) if len(e["loc"]) == 1 else "")
+        lines.append(f"{source}: {key}: {msg}" if key else f"{source}: {msg}")
     return "\n".join(lines)
+
+
+def _did_you_mean(key: str, cls: type[BaseModel]) -> str:
+    close = difflib.get_close_matches(key, [f.alias or name for name, f in cls.model_fields.items()], n=3)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
 
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
@@ -92,7 +99,7 @@ def build_config(cls: type[ConfigT], values: dict[str, Any], source: str = "conf
     try:
         return cls.model_validate(values)
     except ValidationError as err:
-        raise UserError(format_validation_error(err, source)) from None
+        raise UserError(validation_message(err, cls, source)) from None
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
