@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import UserError
+from .paths import escapes
 
 MANIFEST = "_manifest.json"
 IMAGES = "_images"
@@ -181,7 +182,7 @@ def link_image(src_dir: Path, dst_dir: Path, rel: str) -> None:
     the images an output row refers to must live in the output dataset too.
     """
     dst = dst_dir / rel
-    if dst.exists():
+    if dst.exists() or escapes(src_dir, rel) is not None:  # a symlink leading out of the input is not copied
         return
     src = src_dir / rel
     if not src.exists():

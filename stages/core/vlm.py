@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .paths import confined
 from .turns import followup_text
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -118,12 +119,13 @@ def load_model(path: str | Path, dtype: str = "auto", device: str | None = None,
 
 
 def open_image(dataset_dir: Path | None, ref: Any):
-    """A row's image as RGB PIL: `ref` is a path relative to the dataset, an absolute path or a PIL image."""
+    """A row's image as RGB PIL: `ref` is a path inside `dataset_dir` (refused if it leads outside),
+    a path the caller vouches for (`dataset_dir` None) or a PIL image."""
     from PIL import Image
 
     if ref is None or isinstance(ref, Image.Image):
         return ref.convert("RGB") if ref is not None else None
-    path = Path(ref) if dataset_dir is None or Path(ref).is_absolute() else Path(dataset_dir) / ref
+    path = Path(ref) if dataset_dir is None else confined(dataset_dir, ref, f"{dataset_dir}, image")
     try:
         with Image.open(path) as img:
             return img.convert("RGB")

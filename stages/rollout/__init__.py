@@ -44,6 +44,12 @@ class Config(StageConfig):
     """Maximum tokens per response; longer responses stop with finish_reason 'length'."""
     seed: int = 0
     """Random seed; the same seed and settings sample the same responses (transformers, vllm)."""
+    send_seed: bool = True
+    """openai: send each request's seed. --no-send-seed for servers that fail on seeded requests
+    (vLLM's CPU server crashes on a seeded prompt processed in more than one step)."""
+    images: bool = True
+    """Show the room image (later turns: the previous render) in the prompt. --no-images sends text
+    only, for text-only models, which refuse image content; the output's image column is then empty."""
     logprobs: bool = False
     """Record each response token's log-probability (column response_logprobs)."""
     guided: bool = False
@@ -104,7 +110,7 @@ COLUMNS = [
 def _plan(row: dict[str, Any], cfg: Config) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict]]:
     """(sample identities, chat with image refs, history) for one input row."""
     history = samples.history_of(row, cfg)
-    messages = vlm.build_messages(row["prompt"], row.get("image"), history)
+    messages = vlm.build_messages(row["prompt"], samples.room_image(row, cfg), history)
     return samples.sample_ids(row, cfg), messages, history
 
 
@@ -135,6 +141,8 @@ def make_processor(cfg: Config, ctx: Context, dropped: list[str]):
         out: list[dict[str, Any]] = []
         for row, (ids, messages, history), completions in zip(rows, plans, results, strict=True):
             shared = {**{k: v for k, v in row.items() if k not in dropped}, **_prompt_columns(messages, history)}
+            if not cfg.images and "image" in shared:
+                shared["image"] = None  # what the sample saw; update rebuilds its prompt from this
             out.extend({**shared, **ident, **_sample_columns(c, cfg)}
                        for ident, c in zip(ids, completions, strict=True))
         _link_shown_images(out, ctx)

@@ -16,6 +16,7 @@ from typing import Any
 
 from stages.core import vlm
 from stages.core.errors import UserError
+from stages.core.paths import confined
 
 from .guided import row_grammar
 
@@ -50,16 +51,32 @@ def needed_columns(cfg: Any) -> list[str]:
 
 
 def history_of(row: dict[str, Any], cfg: Any) -> list[dict[str, Any]]:
-    """The trajectory's turns so far; for turn k+1, turn k's row appended as the latest entry."""
+    """The trajectory's turns so far; for turn k+1, turn k's row appended as the latest entry.
+    With --no-images no turn shows an image."""
     if cfg.turn == 1:
         return []
     feedback = row.get("feedback")
     if isinstance(feedback, str):
         feedback = json.loads(feedback) if feedback.strip() else None
-    return [*vlm.parse_history(row.get("history")), {
+    history = [*vlm.parse_history(row.get("history")), {
         "turn": row["turn"], "response": row.get("response") or "", "reward": row.get("reward"),
         "feedback": feedback, "image": row.get(render_column(cfg)),
     }]
+    return history if cfg.images else [{**entry, "image": None} for entry in history]
+
+
+def room_image(row: dict[str, Any], cfg: Any) -> Any:
+    """The room image the prompt shows (None with --no-images)."""
+    return row.get("image") if cfg.images else None
+
+
+def check_images(row: dict[str, Any], cfg: Any, directory: Path, at: str) -> None:
+    """Every image the row's prompt shows is a file inside the input dataset."""
+    field = "image" if cfg.turn == 1 else f"{render_column(cfg)} (or image, history)"
+    for ref in vlm.message_images(vlm.build_messages(row["prompt"], room_image(row, cfg), history_of(row, cfg))):
+        path = confined(directory, ref, f"{at}, field {field}")
+        if not path.is_file():
+            raise UserError(f"{at}, field {field}: {str(ref)[:200]!r} is not a file in {directory}")
 
 
 def check_row(row: dict[str, Any], index: int, cfg: Any, where: Path) -> None:
@@ -77,6 +94,7 @@ def check_row(row: dict[str, Any], index: int, cfg: Any, where: Path) -> None:
             history_of(row, cfg)
         except (json.JSONDecodeError, TypeError, AttributeError) as err:
             raise UserError(f"{at}, field history/feedback: not valid JSON ({err})") from None
+    check_images(row, cfg, where, at)
     if cfg.guided:
         row_grammar(row, cfg.guided_think_chars, at)
 

@@ -17,6 +17,7 @@ from pydantic import Field, model_validator
 from stages.core import dataset as ds
 from stages.core.config import StageConfig
 from stages.core.errors import UserError
+from stages.core.paths import confined
 from stages.core.stage import Context, Stage, run_stage
 
 NEEDS = ["response", "scene", "room_x", "room_y", "room_z"]
@@ -111,10 +112,14 @@ def validate_input(cfg: Config) -> None:
         raise UserError(f"{cfg.input}: judge '{cfg.judge}' grades renders, but the dataset has no "
                         f"{' or '.join(IMAGE_COLUMNS)} column; run `metaspatial render` first or use --judge rules")
     cache: dict = {}
-    columns = [c for c in NEEDS if c != "response"]
+    renders = [c for c in IMAGE_COLUMNS if c in table.column_names] if cfg.judge in ("openai", "hf") else []
+    columns = [c for c in NEEDS if c != "response"] + renders
     rows = table.select(columns).slice(0, cfg.max_rows or table.num_rows).to_pylist()
     for index, row in enumerate(rows):
         scene_of(row, cache, where=f"{cfg.input}, row {index}")
+        for column in renders:
+            if row[column]:
+                confined(cfg.input, row[column], f"{cfg.input}, row {index}, field {column}")
 
 
 def make_processor(cfg: Config, ctx: Context):

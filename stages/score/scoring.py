@@ -11,6 +11,7 @@ from typing import Any
 from stages.core.answer import ParsedAnswer, parse_answer
 from stages.core.layout import Placements
 from stages.core.measure import RowMeasures, Tolerances, measure
+from stages.core.paths import confined
 from stages.core.scene import RoomSize, Scene, layout_elements
 
 from . import reward as reward_mod
@@ -83,8 +84,11 @@ def _v1_objects(scene: Scene, row: dict[str, Any]) -> tuple[list[dict[str, Any]]
 
 
 def _images(row: dict[str, Any], input_dir: Path | None) -> list[Path]:
-    refs = [str(row[col]) for col in IMAGE_COLUMNS if row.get(col)]
-    return [Path(ref) if input_dir is None or Path(ref).is_absolute() else Path(input_dir) / ref for ref in refs]
+    """The row's renders, confined to its dataset (library callers without a dataset pass paths as-is)."""
+    refs = [(col, str(row[col])) for col in IMAGE_COLUMNS if row.get(col)]
+    if input_dir is None:
+        return [Path(ref) for _, ref in refs]
+    return [confined(input_dir, ref, f"{input_dir}, field {col}") for col, ref in refs]
 
 
 def _v1_placements(updated: list[dict[str, Any]]) -> Placements:

@@ -13,6 +13,7 @@ from typing import Any
 
 from stages.core import vlm
 from stages.core.errors import UserError
+from stages.core.paths import confined
 
 from .groups import Group, Sample
 from .trl_bridge import GROUP_COLUMN, StoredGroup
@@ -31,10 +32,10 @@ class Prepared:
 
 
 def _image_path(input_dir: Path, ref: Any) -> str:
-    path = Path(ref) if Path(ref).is_absolute() else Path(input_dir) / ref
+    path = confined(input_dir, ref, f"{input_dir}, image")
     if not path.is_file():
         raise UserError(f"{input_dir}: image {ref} not found (expected at {path})")
-    return str(path.resolve())
+    return str(path)
 
 
 def sample_chat(sample: Sample, input_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
@@ -49,7 +50,7 @@ def sample_chat(sample: Sample, input_dir: Path) -> tuple[list[dict[str, Any]], 
 
 def _prompt_ids(processor: Any, messages: list[dict[str, Any]], paths: list[str], input_dir: Path) -> list[int]:
     """Prompt tokens exactly as the processor expands them (image placeholders become image tokens)."""
-    images = [vlm.open_image(input_dir, p) for p in paths]
+    images = [vlm.open_image(None, p) for p in paths]  # confined by _image_path
     filled, k = [], 0
     for m in messages:
         if isinstance(m["content"], list):

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..paths import confined
 from .layout import Item
 from .palette import KIND_COLOURS
 from .primitives import Soup
@@ -38,10 +39,7 @@ def index_folder(folder: Path) -> dict[str, Path]:
     for path in sorted(root.iterdir()):
         if path.suffix.lower() not in MESH_SUFFIXES or not path.is_file():
             continue
-        real = path.resolve()
-        if not real.is_relative_to(root):
-            raise UserError(f"--assets {folder}: {path.name} points outside the folder ({real}); "
-                            "asset files must live inside it")
+        real = confined(root, path.name, f"--assets {folder}, file {path.name}")
         index.setdefault(path.stem.lower(), real)
     return index
 
