@@ -21,6 +21,7 @@ from rich.console import Console
 from stages.core import dataset as ds
 from stages.core.errors import UserError
 
+from .arithmetic import gpus
 from .spec import Recipe
 from .steps import Step, build_steps, config_files
 
@@ -62,6 +63,13 @@ def metaspatial_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "metaspatial_cli"]
 
 
+def launcher_command(launcher: tuple[str, ...]) -> list[str]:
+    """How to start a step's launcher from this process: `accelerate launch` as this Python's module."""
+    if launcher[:2] == ("accelerate", "launch"):
+        return [sys.executable, "-m", "accelerate.commands.launch", *launcher[2:]]
+    return list(launcher)
+
+
 def _log(log_file: Path, text: str) -> None:
     with open(log_file, "a", encoding="utf-8") as fh:
         fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {text}\n")
@@ -80,11 +88,12 @@ def run_recipe(recipe: Recipe) -> None:
     write_config_files(recipe)
     steps = build_steps(recipe)
     _log(recipe.workdir / LOG, f"recipe {recipe.path}: {len(steps)} steps")
-    execute_steps(steps, recipe.workdir / LOG)
+    execute_steps(steps, recipe.workdir / LOG, recipe.keep_models)
 
 
-def execute_steps(steps: list[Step], log_file: Path) -> None:
-    """Run each incomplete step as a `metaspatial` subprocess, logging its command line and outcome."""
+def execute_steps(steps: list[Step], log_file: Path, keep_models: int | None = None) -> None:
+    """Run each incomplete step as a `metaspatial` subprocess (under its launcher, if any), logging its
+    command line and outcome; after each update, prune models beyond the last `keep_models`."""
     base = metaspatial_command()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for i, step in enumerate(steps, start=1):
@@ -96,18 +105,65 @@ def execute_steps(steps: list[Step], log_file: Path) -> None:
         console.print(f"[bold cyan]{head}[/]: {step.command_line()}", highlight=False, soft_wrap=True)
         _log(log_file, f"run: {step.command_line()}")
         start = time.time()
-        code = subprocess.call([*base, *step.args], env=env)
+        program = launcher_command(step.launcher) if step.launcher else base
+        code = subprocess.call([*program, *step.args], env=env)
         seconds = time.time() - start
         if code != 0 or not is_complete(step):
             _log(log_file, f"failed (exit {code}) after {seconds:.1f} s: {step.command_line()}")
             raise StepFailed(step, code or 1)
         _log(log_file, f"done in {seconds:.1f} s: {step.command_line()}")
+        if keep_models is not None and step.kind == "update":
+            for pruned in prune_models(steps, step, keep_models):
+                _log(log_file, f"pruned the weights of {pruned} (keep_models: {keep_models})")
+
+
+WEIGHTS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
+
+
+def prune_models(steps: list[Step], done: Step, keep: int) -> list[Path]:
+    """Remove the weight files of update outputs more than `keep` iterations before `done` (a 7B model is
+    15-33 GB an iteration). Config, metrics and manifest stay, so the step still counts as complete;
+    the manifest says the weights are gone."""
+    updates = [s for s in steps if s.kind == "update"]
+    pruned = []
+    for old in updates[:max(0, updates.index(done) + 1 - keep)]:
+        files = [f for pattern in WEIGHTS for f in old.output.glob(pattern)]
+        if not files:
+            continue
+        manifest = ds.read_manifest(old.output) or {}
+        ds.write_json(old.output / ds.MANIFEST, {**manifest, "weights_pruned": True})
+        for f in files:
+            f.unlink()
+        pruned.append(old.output)
+    return pruned
 
 
 def check_runnable(recipe: Recipe) -> None:
-    """Refuse to start when a step would fail for a reason known now (a missing model, say)."""
+    """Refuse to start when a step would fail for a reason known now: a model that is neither a
+    directory nor in the Hugging Face cache while the hub is off, or fewer GPUs than a step needs."""
     built_here = recipe.make_model is not None or recipe.pretrain is not None
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-    if "rollout" in recipe.stages and not built_here and not Path(recipe.model).exists() and offline:
-        raise UserError(f"{recipe.path}: model: {recipe.model} does not exist and the model hub is off "
-                        "(HF_HUB_OFFLINE=1); build it or set make_model")
+    if "rollout" in recipe.stages and not built_here and offline and not _model_available(recipe.model):
+        raise UserError(f"{recipe.path}: model: {recipe.model} is neither a directory nor in the Hugging Face "
+                        "cache, and the model hub is off (HF_HUB_OFFLINE=1); build it, download it or set make_model")
+    needed = max(gpus(recipe).values())
+    if needed > 1:
+        import torch
+
+        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if 0 < have < needed:
+            counts = ", ".join(f"{k} {v}" for k, v in gpus(recipe).items())
+            raise UserError(f"{recipe.path}: the steps need {needed} GPUs ({counts}: rollout.tensor_parallel_size, "
+                            f"accelerate.num_processes) and this machine has {have}")
+
+
+def _model_available(name: str) -> bool:
+    """A local directory, or a hub name whose config is in the local Hugging Face cache."""
+    if Path(name).exists():
+        return True
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except ValueError:  # not a valid repository id either
+        return False

@@ -10,6 +10,8 @@
     gen-prompts: {source: synthetic, num_rooms: 40}          # one section per stage: its Config fields
     rollout: {n: 4, guided: true}
     eval: {rooms: examples/rooms}     # optional: evaluate the first and the last model afterwards
+    accelerate: {config_file: examples/accelerate/fsdp.yaml, num_processes: 4}   # optional: launch.py
+    keep_models: 2                    # optional: keep the weights of the last N iterations' models only
 
 Everything is checked before any stage runs, and every message names the file and the key
 (`recipes/x.yaml: rollout.max_new_tokens: ...`), because a typo found after an hour of rollouts
@@ -31,8 +33,12 @@ from pydantic import BaseModel, ValidationError
 from stages.core.config import load_yaml, validation_message
 from stages.core.errors import UserError
 
+from .arithmetic import check_arithmetic
+from .launch import check_accelerate
+
 PIPELINE = ("gen-prompts", "rollout", "render", "score", "update")
-TOP_KEYS = {"workdir", "model", "make_model", "pretrain", "iterations", "turns", "stages", "eval"}
+TOP_KEYS = {"workdir", "model", "make_model", "pretrain", "iterations", "turns", "stages", "eval", "accelerate",
+            "keep_models"}
 # Options the runner sets on the command line of each step (they depend on where the step sits
 # in the pipeline), so a recipe section may not set them.
 RUNNER_FIELDS = {"input", "output", "num_shards", "shard_index"}
@@ -53,6 +59,10 @@ class Recipe:
     make_model: str | None = None
     pretrain: dict[str, Any] | None = None
     eval: dict[str, Any] | None = None
+    accelerate: dict[str, Any] | None = None
+    """`accelerate launch` options for update (launch.py); None runs update as a plain process."""
+    keep_models: int | None = None
+    """Keep the weights of the last N iterations' models (older ones are pruned); None keeps all."""
     config_classes: dict[str, type[BaseModel]] = field(default_factory=dict)
 
 
@@ -173,7 +183,8 @@ def load_recipe(path: Path, sets: list[str] | None = None) -> Recipe:
     recipe = Recipe(path=Path(path), workdir=Path(raw["workdir"]), model=raw["model"],
                     iterations=_positive_int(raw, "iterations", source), turns=_positive_int(raw, "turns", source),
                     stages=stages, sections={}, make_model=raw.get("make_model"), pretrain=raw.get("pretrain"),
-                    eval=raw.get("eval"))
+                    eval=raw.get("eval"), accelerate=check_accelerate(raw.get("accelerate"), source),
+                    keep_models=_positive_int(raw, "keep_models", source) if "keep_models" in raw else None)
     if recipe.iterations > 1 and "update" not in stages:
         raise UserError(f"{source}: iterations: {recipe.iterations} iterations need the update stage in `stages`")
     for stage in PIPELINE:
@@ -190,6 +201,7 @@ def load_recipe(path: Path, sets: list[str] | None = None) -> Recipe:
         recipe.sections[stage] = section
         recipe.config_classes[stage] = cls
     _check_extras(recipe, source)
+    check_arithmetic(recipe, source)
     return recipe
 
 
