@@ -16,6 +16,14 @@ TEXT = (36, 36, 44)
 MUTED = (120, 120, 126)
 ALERT = (200, 40, 40)
 Box = tuple[int, int, int, int]
+# Below this size a legend's smallest legible text (9 px) and the number discs cover what they name
+# (a 128 px plan draws the room ~40 px wide): smaller plans and views show the shapes alone.
+LABELS_MIN_PIXELS = 256
+
+
+def shows_labels(pixels: int) -> bool:
+    """Whether a picture of this size carries object numbers and a legend."""
+    return pixels >= LABELS_MIN_PIXELS
 
 
 @lru_cache(maxsize=32)
@@ -32,7 +40,7 @@ def split_canvas(arr: Arrangement, pixels: int, span: tuple[float, float],
                  margins: tuple[float, float]) -> tuple[Box, Box | None, int]:
     """(plan box, legend box, legend columns) for a plan of `span` metres (x, y)."""
     full = (0, 0, pixels, pixels)
-    if not arr.items:
+    if not arr.items or not shows_labels(pixels):
         return full, None, 1
     line = max(9, pixels // 38) * 1.25
     side_width = int(pixels * 0.3)

@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .camera import Camera
 from .layout import Arrangement
 from .legend import font as load_font
+from .legend import shows_labels
 from .plan import spread_badges
 
 TEXT = (36, 36, 44)
@@ -21,7 +22,8 @@ def annotate(image: Image.Image, arr: Arrangement, camera: Camera, view: str) ->
     pixels = image.width
     draw = ImageDraw.Draw(image)
     font = load_font(max(9, pixels // 40))
-    _badges(draw, arr, camera, pixels, font)
+    if shows_labels(pixels):
+        _badges(draw, arr, camera, pixels, font)
     caption = view.replace("-", " ")
     undrawn = arr.undrawn
     if undrawn:

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..scene import RoomSize
 from .layout import Arrangement, Item, grid_lines
-from .legend import ALERT, MUTED, TEXT, draw_legend, font, split_canvas
+from .legend import ALERT, MUTED, TEXT, draw_legend, font, shows_labels, split_canvas
 from .palette import KIND_COLOURS, shade
 
 BACKGROUND = (246, 246, 244)
@@ -46,15 +46,16 @@ def draw_plan(arr: Arrangement, pixels: int = 512) -> Image.Image:
     plan.room_shapes(pen)
     for item in sorted(arr.drawn, key=lambda i: (i.position[2] + i.height / 2) if i.position else 0):
         plan.item_shapes(pen, item)
-    plan.place_badges()
-    for item in arr.drawn:
+    badged = arr.drawn if shows_labels(pixels) else []
+    plan.place_badges(badged)
+    for item in badged:
         plan.badge_shape(pen, item)
     if arr.no_layout:
         plan.cross(pen)
     img = big.reduce(SUPERSAMPLE)
     pen = ImageDraw.Draw(img)
     plan.room_text(pen)
-    for item in arr.drawn:
+    for item in badged:
         plan.badge_text(pen, item)
     if arr.no_layout:
         plan.no_layout_text(pen, arr.error)
@@ -106,23 +107,35 @@ class _PlanFrame:
         pen.rectangle([self.big(0, room.y), self.big(room.x, 0)], outline=WALL, width=3 * u)
 
     def room_text(self, pen: ImageDraw.ImageDraw) -> None:
+        """Metre numbers and wall names; a text that would cross the picture's edge (small pictures)
+        is left out rather than cut, and the south wall's room size goes first."""
         room, f = self.arr.room, self.font
         gap = f.size * 0.4
+        width, height = pen.im.size
+
+        def put(xy: tuple[float, float], texts: list[str], fill: tuple[int, int, int], anchor: str) -> None:
+            for text in texts:
+                left, top, right, bottom = pen.textbbox(xy, text, font=f, anchor=anchor)
+                if left >= 0 and top >= 0 and right <= width and bottom <= height:
+                    pen.text(xy, text, fill=fill, font=f, anchor=anchor)
+                    return
+
+        origin = ["0 m"] if pen.textlength("0 m1", font=f) < self.scale else ["0"]  # "0 m" fits in a metre
         for m in [0.0, *grid_lines(room.x), *([room.x] if room.x == int(room.x) else [])]:
             x, y = self.px(m, 0)
-            pen.text((x, y + gap), f"{m:g} m" if m == 0 else f"{m:g}", fill=MUTED, font=f, anchor="mt")
+            put((x, y + gap), origin if m == 0 else [f"{m:g}"], MUTED, "mt")
         for m in [*grid_lines(room.y), *([room.y] if room.y == int(room.y) else [])]:
             x, y = self.px(0, m)
-            pen.text((x - gap, y), f"{m:g}", fill=MUTED, font=f, anchor="rm")
+            put((x - gap, y), [f"{m:g}"], MUTED, "rm")
         cx, top = self.px(room.x / 2, room.y)
         _, bottom = self.px(room.x / 2, 0)
         left, cy = self.px(0, room.y / 2)
         right, _ = self.px(room.x, room.y / 2)
-        pen.text((cx, top - gap), "north wall", fill=TEXT, font=f, anchor="md")
-        pen.text((cx, bottom + gap * 2 + f.size), f"south wall  ·  room {room.x:g} x {room.y:g} m, "
-                 f"{room.z:g} m high", fill=TEXT, font=f, anchor="mt")
-        pen.text((left - gap * 2 - f.size * 0.6, cy), "west", fill=TEXT, font=f, anchor="rm")
-        pen.text((right + gap, cy), "east", fill=TEXT, font=f, anchor="lm")
+        put((cx, top - gap), ["north wall"], TEXT, "md")
+        put((cx, bottom + gap * 2 + f.size), [f"south wall  ·  room {room.x:g} x {room.y:g} m, {room.z:g} m high",
+                                               "south wall"], TEXT, "mt")
+        put((left - gap * 2 - f.size * 0.6, cy), ["west"], TEXT, "rm")
+        put((right + gap, cy), ["east"], TEXT, "lm")
 
     def item_shapes(self, pen: ImageDraw.ImageDraw, item: Item) -> None:
         colour = KIND_COLOURS[item.kind]
@@ -144,13 +157,13 @@ class _PlanFrame:
         pts = [tip, (base[0] + side[0], base[1] + side[1]), (base[0] - side[0], base[1] - side[1])]
         pen.polygon([self.big(x, y) for x, y in pts], fill=colour)
 
-    def place_badges(self) -> None:
+    def place_badges(self, items: list[Item]) -> None:
         """Final number positions: beside small objects, and nudged apart where they would overlap."""
-        wanted = [self.badge_at(item) for item in self.arr.drawn]
+        wanted = [self.badge_at(item) for item in items]
         r = self.font.size * 0.75
         right = self.x0 + (self.span_x * self.scale)
         bounds = (0.0, 0.0, right + r * 4, self.y0 * 2 + self.span_y * self.scale)
-        self.badges = dict(zip([i.id for i in self.arr.drawn], spread_badges(wanted, r, bounds), strict=True))
+        self.badges = dict(zip([i.id for i in items], spread_badges(wanted, r, bounds), strict=True))
 
     def badge_at(self, item: Item) -> tuple[float, float]:
         """Where the object's number goes: its centre, or beside it (towards the room's middle,
