@@ -32,6 +32,17 @@ METRICS = [
 ]
 
 
+def short_labels(models: Sequence[str]) -> list[str]:
+    """Table names for models given without --label: the last two path parts, or more where two
+    models would share a name (`iter-003/update`, not a 60-character absolute path)."""
+    parts = [Path(m).parts or (m,) for m in models]
+    for keep in range(2, max(len(p) for p in parts) + 1):
+        labels = [str(Path(*p[-keep:])) for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    return list(models)
+
+
 def _scene_ids(row: dict[str, Any]) -> list[str]:
     size = {"x": row["room_x"], "y": row["room_y"], "z": row["room_z"]}
     return Scene.from_idesign(json.loads(row["scene"]), size).ids
@@ -93,20 +104,28 @@ def write_tables(table: list[dict[str, Any]], out: Path) -> None:
 
 
 def print_table(table: list[dict[str, Any]], cfg: Any) -> None:
-    from rich.console import Console
+    """The table on stdout: headers never cut and numbers never wrapped (a long model name folds)."""
+    from rich import box
     from rich.table import Table
 
-    view = Table(title=f"held-out rooms: {cfg.rooms or 'made by gen-prompts'} (split {cfg.split or 'all'}), n={cfg.n}",
-                 caption="format ok: share of exact answers; objects ok: every object placed once; "
-                 "↓ lower is better")
-    for heading in ["model", "rooms", "samples", *[h for _, h, _ in METRICS]]:
-        view.add_column(heading, justify="left" if heading == "model" else "right",
-                        overflow="fold" if heading == "model" else "ellipsis", no_wrap=heading == "reward")
+    from stages.core.console import make_console
+
+    heads = ["model", "rooms", "samples", *[h for _, h, _ in METRICS]]
+    rows = []
     for row in table:
         cells = [row["model"], row["rooms"], row["samples"], *[row[k] for k, _, _ in METRICS]]
         cells[-1] = f"{_cell(row['reward'])} ± {_cell(row['reward_sem'])}"
-        view.add_row(*[_cell(c) for c in cells])
-    console = Console()
-    console.width = max(console.width, 120)  # keep the columns readable when printed to a log
+        rows.append([_cell(c) for c in cells])
+    view = Table(title=f"held-out rooms: {cfg.rooms or 'made by gen-prompts'} (split {cfg.split or 'all'}), n={cfg.n}",
+                 caption="format ok: share of exact answers; objects ok: every object placed once; "
+                 "↓ lower is better", box=box.SIMPLE_HEAD, show_edge=False, title_justify="left",
+                 caption_justify="left")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
+    for i, heading in enumerate(heads):
+        view.add_column(heading, justify="left" if i == 0 else "right", no_wrap=True, min_width=widths[i])
+    for cells in rows:
+        view.add_row(*cells)
+    console = make_console(stderr=False)
+    console.width = max(console.width, sum(widths) + 3 * len(widths))  # a narrow terminal wraps lines, not cells
     console.print(view)
-    Console(stderr=True).print(f"wrote {cfg.output / 'eval.csv'} and {cfg.output / 'eval.md'}", highlight=False)
+    make_console().print(f"wrote {cfg.output / 'eval.csv'} and {cfg.output / 'eval.md'}", highlight=False)

@@ -34,7 +34,7 @@ class EvalConfig(BaseModel):
     model: list[str] = Field(min_length=1)
     """Models to evaluate (local paths or hub names), in table order."""
     label: list[str] = Field(default_factory=list)
-    """Names for the models in the table (default: the model paths)."""
+    """Names for the models in the table (default: the last parts of the model paths that tell them apart)."""
     rooms: Path | None = Path("examples/rooms")
     """Held-out rooms: a rooms .jsonl file, a folder holding rooms.jsonl, or a prompt dataset; none (null in
     YAML): rooms made by gen-prompts with the gen-prompts options below (e.g. synthetic rooms of another seed)."""
@@ -89,7 +89,7 @@ def load_config(config_file: Path | None, flags: dict[str, Any]) -> EvalConfig:
 
 def run(cfg: EvalConfig) -> list[dict[str, Any]]:
     """Evaluate every model; returns one metrics row per model (also written to CSV and Markdown)."""
-    from .eval_metrics import model_metrics, print_table, write_tables
+    from .eval_metrics import model_metrics, print_table, short_labels, write_tables
     from .eval_steps import model_steps, prompt_steps, write_config_files, write_prompts
     from .recipes.runner import execute_steps
 
@@ -100,7 +100,7 @@ def run(cfg: EvalConfig) -> list[dict[str, Any]]:
     write_prompts(cfg, rooms_dataset)
     steps, score_dirs = model_steps(cfg)
     execute_steps(steps, cfg.output / LOG)
-    labels = cfg.label or cfg.model
+    labels = cfg.label or short_labels(cfg.model)
     table = [model_metrics(label, model, score_dir) for label, model, score_dir in zip(labels, cfg.model, score_dirs, strict=True)]
     write_tables(table, cfg.output)
     print_table(table, cfg)

@@ -9,15 +9,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from stages.core import dataset as ds
+from stages.core.console import make_console
 from stages.core.errors import UserError
 
 from .options import err_console
 
-console = Console()
+console = make_console(stderr=False)
 # Columns whose value counts are worth showing when they have few distinct values.
 CATEGORY_LIMIT = 20
 

@@ -16,12 +16,12 @@ from typing import Any, Literal, Optional
 
 import typer
 from pydantic import BaseModel
-from rich.console import Console
 
 from stages.core.config import build_config, load_yaml
+from stages.core.console import make_console
 from stages.core.errors import UserError
 
-err_console = Console(stderr=True, soft_wrap=True)
+err_console = make_console()
 
 
 def _flag_type(annotation: Any) -> type:

@@ -16,16 +16,15 @@ import sys
 import time
 from pathlib import Path
 
-from rich.console import Console
-
 from stages.core import dataset as ds
+from stages.core.console import make_console
 from stages.core.errors import UserError
 
 from .arithmetic import gpus
 from .spec import Recipe
 from .steps import Step, build_steps, config_files
 
-console = Console(stderr=True)
+console = make_console()
 LOG = "recipe.log"
 
 

@@ -134,12 +134,21 @@ def build_steps(recipe: Recipe) -> list[Step]:
             steps.append(replace(step, launcher=update_launcher(recipe.accelerate)))
             model = str(update_dir)
     if recipe.eval is not None:
-        models = list(dict.fromkeys([base, recipe.model, model]))  # base (before warm-up), start, end of RL
         eval_args = ["eval", "--config", str(config_path(recipe, "eval"))]
-        for m in models:
-            eval_args += ["--model", m]
+        labelled = "label" not in recipe.eval  # the recipe's own labels, if it gives them, win
+        for m, role in eval_models(recipe, base, model).items():
+            eval_args += ["--model", m, *(["--label", role] if labelled else [])]
         steps.append(Step("eval", (*eval_args, "--output", str(wd / "eval")), wd / "eval", "eval"))
     return steps
+
+
+def eval_models(recipe: Recipe, base: str, last: str) -> dict[str, str]:
+    """The models the eval compares, each with its role in the recipe as its label in tables and
+    reports: the base (random when make-model built it), the warmed-up start, the end of RL."""
+    roles = {base: "random" if recipe.make_model else "base"}
+    roles.setdefault(recipe.model, "warmed up" if recipe.pretrain else "start")
+    roles.setdefault(last, f"iteration {recipe.iterations}")
+    return roles
 
 
 def plan_script(recipe: Recipe, sets: list[str]) -> str:

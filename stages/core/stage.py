@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -34,9 +33,10 @@ from rich.progress import (
 
 from . import dataset as ds
 from .config import StageConfig
+from .console import make_console
 from .errors import UserError
 
-console = Console(stderr=True)
+console = make_console()
 
 Rows = list[dict[str, Any]]
 Processor = Callable[[Rows], Rows]

@@ -13,17 +13,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from stages.core import dataset as ds
 from stages.core import vlm
+from stages.core.console import make_console
 from stages.core.errors import UserError
 from stages.core.stage import code_version
 
 from . import Config, outputs, prepare, trl_bridge
 from .groups import load_groups, zero_variance
 
-console = Console(stderr=True, soft_wrap=True)  # no hard wraps in logs
+console = make_console()
 
 
 def say(message: str) -> None:
