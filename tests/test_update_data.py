@@ -61,9 +61,24 @@ def write_dataset(directory: Path, rows: list[dict[str, Any]]) -> Path:
     return directory
 
 
-def completion_logps(model: Any, processor: Any, directory: Path, rows: list[dict[str, Any]]) -> list[Any]:
+def completion_logps(model: Any, processor: Any, directory: Path, rows: list[dict[str, Any]],
+                     temperature: float = 1.0) -> list[Any]:
     """Per-token log-probabilities of each row's stored completion under `model`, computed here
     independently of TRL: one unpadded forward per row on the chat `rollout` would have sent."""
+    return [dist.gather(1, torch_ids(row)[:, None])[:, 0]
+            for row, dist in zip(rows, completion_log_softmax(model, processor, directory, rows, temperature),
+                                 strict=True)]
+
+
+def torch_ids(row: dict[str, Any]) -> Any:
+    import torch
+
+    return torch.tensor(row["response_token_ids"])
+
+
+def completion_log_softmax(model: Any, processor: Any, directory: Path, rows: list[dict[str, Any]],
+                           temperature: float = 1.0) -> list[Any]:
+    """For each row, the log-softmax over the vocabulary (logits / temperature) at each completion token."""
     import torch
 
     from stages.core import vlm
@@ -83,7 +98,7 @@ def completion_logps(model: Any, processor: Any, directory: Path, rows: list[dic
             extra["mm_token_type_ids"] = torch.cat([extra["mm_token_type_ids"], torch.zeros_like(completion)], 1)
         logits = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **extra).logits
         logits = logits[0, enc["input_ids"].shape[1] - 1: -1].float()
-        out.append(torch.log_softmax(logits, dim=-1).gather(1, completion[0][:, None])[:, 0])
+        out.append(torch.log_softmax(logits / temperature, dim=-1))
     return out
 
 

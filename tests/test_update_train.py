@@ -79,11 +79,11 @@ def test_positive_advantages_gain_probability(tmp_path, tiny_model, processor, l
 
 
 def published_loss(model, processor, directory: Path, rows, loss_type: str, group_by: str = "group_id",
-                   epsilon: float = 0.2, drop_negative: bool = False):
-    """GRPO (Shao et al. 2024) and DAPO (Yu et al. 2025) objectives, on-policy first step:
+                   epsilon: float = 0.2, drop_negative: bool = False, old_logps: list | None = None):
+    """GRPO (Shao et al. 2024) and DAPO (Yu et al. 2025) objectives at the first step:
 
         A_i = (r_i - mean(r_group)) / (std(r_group) + 1e-4)        (sample std, TRL's epsilon)
-        rho_it = pi(o_it) / pi_old(o_it)                            (= 1 with gradient at step one)
+        rho_it = pi(o_it) / pi_old(o_it)      pi_old: `old_logps` (the sampling policy), else pi itself (= 1)
         l_it = -min(rho_it A_i, clip(rho_it, 1 - eps, 1 + eps) A_i)
         grpo: mean over sequences of the mean over its tokens;  dapo: sum over all tokens / token count
     `drop_negative` applies off-policy sequence masking to sequences known to be far off-policy:
@@ -94,10 +94,10 @@ def published_loss(model, processor, directory: Path, rows, loss_type: str, grou
     for row in rows:
         by_group.setdefault(row[group_by], []).append(row["reward"])
     per_sequence, token_sum, token_count = [], 0.0, 0
-    for row, lp in zip(rows, logps, strict=True):
+    for i, (row, lp) in enumerate(zip(rows, logps, strict=True)):
         rewards = by_group[row[group_by]]
         advantage = (row["reward"] - statistics.mean(rewards)) / (statistics.stdev(rewards) + 1e-4)
-        ratio = torch.exp(lp - lp.detach())
+        ratio = torch.exp(lp - (lp.detach() if old_logps is None else torch.as_tensor(old_logps[i])))
         token_loss = -torch.min(ratio * advantage, torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * advantage)
         if drop_negative and advantage < 0:
             token_loss = token_loss * 0.0
@@ -125,6 +125,9 @@ def test_first_step_loss_matches_published_formula(tmp_path, tiny_model, process
     assert first["loss"] == pytest.approx(loss, abs=1e-5)
     assert first["grad_norm"] == pytest.approx(grad_norm, rel=1e-5)
     assert first["reward"] == pytest.approx(statistics.mean(r for g in rewards for r in g), abs=1e-6)
+    # no stored log-probabilities: the ratio is taken against the policy itself, exactly 1
+    assert first["ratio/min"] == first["ratio/max"] == first["ratio/mean"] == 1.0
+    assert json.loads((out / "_manifest.json").read_text())["old_logprobs"] == "policy"
 
 
 def test_final_turn_parity_with_a_prompt_per_trajectory(tmp_path, tiny_model, processor):
@@ -156,7 +159,8 @@ def test_merged_lora_output_is_a_full_model(tmp_path, tiny_model, processor):
 def test_off_policy_masking_uses_the_stored_sampling_logprobs(tmp_path, tiny_model, processor):
     """Stored log-probabilities of 0 (probability 1) are far above the model's (about -8 per token),
     so with --off-policy-mask-threshold 1 every negative-advantage completion must be masked out:
-    this only happens if rollout's `response_logprobs` reach TRL."""
+    this only happens if rollout's `response_logprobs` reach TRL. (With --no-off-policy-correction,
+    so the ratio itself stays 1 and only the masking differs.)"""
     data = tmp_path / "scores"
     rows = scored_rows(processor.tokenizer, data, rewards=[[0.9, 0.1, 0.5, 0.3], [0.0, 1.2, 0.7, 0.2]])
     for row in rows:
@@ -164,7 +168,7 @@ def test_off_policy_masking_uses_the_stored_sampling_logprobs(tmp_path, tiny_mod
     write_dataset(data, rows)
     out = update.run(update.Config(input=data, output=tmp_path / "model", model=str(tiny_model), max_steps=1,
                                    per_device_train_batch_size=8, loss_type="dapo", max_grad_norm=1e6,
-                                   off_policy_mask_threshold=1.0))
+                                   off_policy_mask_threshold=1.0, off_policy_correction=False))
     first = read_metrics(out)[0]
     model = vlm.load_model(tiny_model).train()
     masked = published_loss(model, processor, data, rows, "dapo", drop_negative=True)

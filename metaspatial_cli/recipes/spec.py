@@ -42,7 +42,7 @@ TOP_KEYS = {"workdir", "model", "make_model", "pretrain", "iterations", "turns",
 # Options the runner sets on the command line of each step (they depend on where the step sits
 # in the pipeline), so a recipe section may not set them.
 RUNNER_FIELDS = {"input", "output", "num_shards", "shard_index"}
-RUNNER_FIELDS_BY_STAGE = {"rollout": {"model", "turn"}, "update": {"model"}, "eval": {"model"}}
+RUNNER_FIELDS_BY_STAGE = {"rollout": {"model", "turn"}, "update": {"model", "reference_model"}, "eval": {"model"}}
 PRETRAIN_OWNED = {"output"}
 REF = re.compile(r"\$\{([A-Za-z0-9_.\-]+)\}")
 

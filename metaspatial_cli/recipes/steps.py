@@ -104,6 +104,15 @@ def _rollout_flags(recipe: Recipe, model: str, turn: int) -> list[str]:
     return flags
 
 
+def _update_flags(recipe: Recipe, model: str) -> list[str]:
+    """The policy to train (the previous iteration's output) and the KL reference: always the recipe's
+    initial policy, so a long schedule is held to where it started, not to where it was last."""
+    flags = ["--model", model]
+    if _has_field(recipe, "update", "reference_model"):
+        flags += ["--reference-model", recipe.model]
+    return flags
+
+
 def build_steps(recipe: Recipe) -> list[Step]:
     """Every step of the recipe in execution order."""
     wd = recipe.workdir
@@ -130,7 +139,8 @@ def build_steps(recipe: Recipe) -> list[Step]:
                 source = steps[-1].output
         if "update" in recipe.stages:
             update_dir = idir / "update"
-            step = _stage_step(recipe, "update", f"iter-{iteration:03d}/update", update_dir, source, ["--model", model])
+            step = _stage_step(recipe, "update", f"iter-{iteration:03d}/update", update_dir, source,
+                               _update_flags(recipe, model))
             steps.append(replace(step, launcher=update_launcher(recipe.accelerate)))
             model = str(update_dir)
     if recipe.eval is not None:

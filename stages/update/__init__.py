@@ -51,8 +51,11 @@ class Config(BaseModel):
     scale_rewards: Literal["group", "batch", "none"] = "group"
     """Divide advantages by the reward std of the group, of the batch, or not at all (Dr. GRPO)."""
     beta: float = Field(default=0.0, ge=0.0)
-    """KL penalty weight towards the starting model (0 = no reference model is kept). When an existing LoRA
-    adapter is trained further, the reference is its base model without the adapter."""
+    """KL penalty weight towards --reference-model (0 = no reference model is loaded)."""
+    reference_model: str = ""
+    """The KL term's reference policy (default: --model). Recipes pass their initial policy, so every iteration
+    is held to the same model. Loaded in bfloat16 on GPUs with --bf16; with LoRA over this same base model the
+    reference is the policy with adapters disabled (nothing loaded)."""
     epsilon: float = Field(default=0.2, gt=0.0)
     """Lower clip range of the probability ratio (and upper unless --epsilon-high)."""
     epsilon_high: float | None = Field(default=None, gt=0.0)
@@ -64,6 +67,15 @@ class Config(BaseModel):
     off_policy_mask_threshold: float | None = Field(default=None, gt=0.0)
     """Off-policy sequence masking (DeepSeek-V3.2): drop negative-advantage completions whose mean
     log-probability drifted more than this from sampling time. Needs rollout --logprobs."""
+    off_policy_correction: bool = True
+    """Use the stored sampling log-probabilities (rollout --logprobs) as the old log-probabilities of the
+    clipped ratio, so clipping acts on completions an older policy (or vLLM) sampled. Without them, or with
+    --no-off-policy-correction, the ratio is taken against the policy at the start of each step (1 at first)."""
+    entropy_coef: float = Field(default=0.0, ge=0.0)
+    """Entropy bonus: subtract this times the mean token entropy from the loss (the paper: 1e-3)."""
+    temperature: float | None = Field(default=None, gt=0.0)
+    """Temperature the log-probabilities are computed at (default: the rows' `temperature`, i.e. rollout's
+    sampling temperature, which the stored log-probabilities were taken at; 1.0 without that column)."""
     num_iterations: int = Field(default=1, ge=1)
     """Optimisation passes over each batch of stored completions (PPO epochs, mu)."""
     learning_rate: float = Field(default=1e-6, gt=0.0)

@@ -94,7 +94,40 @@ def _load_policy(cfg: Config) -> tuple[Any, Any]:
                              target_modules=list(cfg.lora_target_modules), task_type="CAUSAL_LM")
 
 
-def _grpo_options(cfg: Config, group_size: int, longest_completion: int) -> dict[str, Any]:
+def _sampling_temperature(cfg: Config, input_dir: Path) -> float:
+    """The temperature the trainer computes log-probabilities at: the one the completions were sampled
+    (and their stored log-probabilities taken) at, so the ratio compares like with like."""
+    if cfg.temperature is not None:
+        return cfg.temperature
+    table = ds.read_table(input_dir)
+    if "temperature" not in table.column_names:
+        return 1.0
+    found = sorted({float(t) for t in table.column("temperature").to_pylist() if t is not None})
+    if len(found) > 1:
+        raise UserError(f"{input_dir}: rows were sampled at different temperatures ({', '.join(map(str, found))}); "
+                        "pass --temperature to choose the one log-probabilities are computed at")
+    if found and found[0] == 0.0:
+        say("update: the rows were decoded greedily (temperature 0); log-probabilities are computed at 1.0")
+    return found[0] if found and found[0] > 0.0 else 1.0
+
+
+def _reference(cfg: Config) -> Any:
+    """The KL term's reference model, or None where none is loaded: --beta 0, or LoRA over the reference
+    itself (TRL then disables the adapters to get it)."""
+    import torch
+
+    reference = cfg.reference_model or cfg.model
+    if not cfg.beta or (cfg.lora_r and _same_model(reference, vlm.model_source(cfg.model)[0])):
+        return None
+    dtype = "bfloat16" if cfg.bf16 and torch.cuda.is_available() else "float32"
+    return vlm.load_model(reference, dtype=dtype)
+
+
+def _same_model(a: str, b: str) -> bool:
+    return Path(a).resolve() == Path(b).resolve() if Path(a).exists() and Path(b).exists() else a == b
+
+
+def _grpo_options(cfg: Config, group_size: int, longest_completion: int, temperature: float) -> dict[str, Any]:
     options = {
         "num_generations": group_size, "max_completion_length": longest_completion,
         "per_device_train_batch_size": cfg.per_device_train_batch_size,
@@ -106,7 +139,7 @@ def _grpo_options(cfg: Config, group_size: int, longest_completion: int) -> dict
         "learning_rate": cfg.learning_rate, "lr_scheduler_type": cfg.lr_scheduler_type,
         "warmup_steps": cfg.warmup_ratio, "weight_decay": cfg.weight_decay, "max_grad_norm": cfg.max_grad_norm,
         "num_train_epochs": cfg.num_train_epochs, "max_steps": cfg.max_steps or -1, "seed": cfg.seed,
-        "bf16": cfg.bf16, "save_steps": cfg.save_steps,
+        "bf16": cfg.bf16, "save_steps": cfg.save_steps, "entropy_coef": cfg.entropy_coef, "temperature": temperature,
         "report_to": [r for r in cfg.report_to if r != "none"] or "none",
     }
     if cfg.gradient_checkpointing:  # passed only when on: the flag's name is deprecated in transformers 5
@@ -124,7 +157,7 @@ def run_update(cfg: Config) -> Path:
     processor, prepared, header = _checked_inputs(cfg, cfg.input)
     outputs.write_manifest(cfg.output, header)
     checkpoint = outputs.last_checkpoint(cfg.output) if state == "resume" else None
-    trainer = _trainer(cfg, processor, prepared, header["group_size"], checkpoint)
+    trainer = _trainer(cfg, processor, prepared, header, checkpoint)
     start = time.time()
     if checkpoint:
         say(f"update: resuming from {checkpoint}")
@@ -154,6 +187,12 @@ def _checked_inputs(cfg: Config, input_dir: Path) -> tuple[Any, prepare.Prepared
             raise UserError(f"--off-policy-mask-threshold needs sampling log-probabilities (response_logprobs and "
                             f"response_token_ids; rollout --logprobs), missing in {len(unknown)} row(s), e.g. "
                             f"row {unknown[0]}")
+    known = sum(s.logprobs is not None for g in groups for s in g.samples)
+    sampling_logprobs = cfg.off_policy_correction and known == sum(len(g.samples) for g in groups)
+    if cfg.off_policy_correction and not sampling_logprobs:
+        say(f"update: {'no' if not known else 'not all'} completions have sampling log-probabilities "
+            "(rollout --logprobs); the ratio is taken against the policy at the start of each step, so clipping "
+            "does not act on how far it moved since sampling")
     flat = zero_variance(groups)
     if flat:
         say(f"update: {len(flat)} of {len(groups)} group(s) have zero reward variance (no learning signal), "
@@ -164,23 +203,28 @@ def _checked_inputs(cfg: Config, input_dir: Path) -> tuple[Any, prepare.Prepared
     if prepared.too_long:
         say(f"update: skipped {len(prepared.too_long)} group(s) longer than {max_length} tokens")
     _check_group_count(cfg, len(prepared.groups), group_size)
+    temperature = _sampling_temperature(cfg, input_dir)
     header = {"stage": outputs.STAGE, "config": cfg.manifest_dict(), "result_config": cfg.result_fields(),
               "inputs": [{"path": str(input_dir), "stage": (ds.read_manifest(input_dir) or {}).get("stage")}],
               "code_version": code_version(), "groups": len(prepared.groups), "group_size": group_size,
               "completions": len(prepared.groups) * group_size, "zero_variance_groups": len(flat),
               "skipped_too_long": len(prepared.too_long), "longest_sequence_tokens": prepared.longest,
+              "reference_model": (cfg.reference_model or cfg.model) if cfg.beta else None,
+              "old_logprobs": "sampling" if sampling_logprobs else "policy", "temperature": temperature,
               "complete": False}
     return processor, prepared, header
 
 
-def _trainer(cfg: Config, processor: Any, prepared: prepare.Prepared, group_size: int,
+def _trainer(cfg: Config, processor: Any, prepared: prepare.Prepared, header: dict[str, Any],
              checkpoint: str | None) -> Any:
     """TRL's trainer over the prepared groups, logging to OUTPUT/metrics.jsonl."""
     model, peft_config = _load_policy(cfg)
+    group_size = header["group_size"]
     longest_completion = max(len(c) for g in prepared.stored.values() for c in g.completion_ids)
     args = trl_bridge.grpo_config(cfg.output / outputs.CHECKPOINTS,
-                                  _grpo_options(cfg, group_size, longest_completion))
+                                  _grpo_options(cfg, group_size, longest_completion, header["temperature"]))
     metrics = outputs.MetricsLog(cfg.output, outputs.checkpoint_step(checkpoint))
     rollouts = trl_bridge.StoredRollouts(prepared.stored, group_size)
     return trl_bridge.build_trainer(model, processor, prepare.train_dataset(prepared.groups), rollouts, args,
-                                    peft_config, [trl_bridge.metrics_callback(metrics.write)])
+                                    peft_config, [trl_bridge.metrics_callback(metrics.write)],
+                                    reference=_reference(cfg), sampling_logprobs=header["old_logprobs"] == "sampling")

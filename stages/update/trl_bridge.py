@@ -14,10 +14,22 @@ group it stands for. `_prepare_inputs` (the Trainer hook that receives each draw
 that sample's own chat and images, tagged with its identity, before TRL builds the loss inputs
 from them; the rollout function then reads the tag. Samples of one group may so have different
 prompts (multi-turn trajectories of one room, each with its own history and render).
+
+Off-policy samples: TRL assumes a generation batch was sampled by the policy of the step that
+trains on it, so its clipped ratio starts at 1. Stored completions were sampled earlier (by the
+previous iteration's model, by vLLM, and ever staler as an update takes more steps), so where their
+sampling log-probabilities are known they become the ratio's old log-probabilities: clipping then
+acts on how far the policy has moved since sampling, as in PPO.
+
+Reference: TRL builds the KL reference from the policy it is given (for full fine-tuning a copy of
+the model loaded from `--model`; for a trained adapter a copy of that adapter), i.e. the previous
+iteration's model. `build_trainer` instead takes the reference the caller chose (the recipe's initial
+policy), or none for LoRA over that same base, whose reference is the model with adapters disabled.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,8 +91,8 @@ class StoredRollouts:
             group = self.groups[key]
             out["prompt_ids"].append(group.prompt_ids[index])
             out["completion_ids"].append(group.completion_ids[index])
-            # Without vLLM, TRL treats the batch as on-policy and uses these only for off-policy sequence
-            # masking (--off-policy-mask-threshold), where None (NaN) means "no evidence".
+            # The old log-probabilities of the ratio when all are known (see build_trainer); TRL's off-policy
+            # sequence masking (--off-policy-mask-threshold) reads them too, None (NaN) meaning "no evidence".
             out["logprobs"].append(group.logprobs[index])
             out["stored_reward"].append(group.rewards[index])
         return out
@@ -112,9 +124,15 @@ def grpo_config(output_dir: Path, options: dict[str, Any]) -> Any:
 
 
 def build_trainer(model: Any, processor: Any, dataset: Any, rollouts: StoredRollouts, args: Any,
-                  peft_config: Any, callbacks: list[Any]) -> Any:
-    """A real `GRPOTrainer` whose generation step is `rollouts`, logging advantage statistics and
-    tokens/s along with TRL's own metrics (to every `report_to` tracker and to `callbacks`)."""
+                  peft_config: Any, callbacks: list[Any], reference: Any = None,
+                  sampling_logprobs: bool = False) -> Any:
+    """A real `GRPOTrainer` whose generation step is `rollouts`, logging advantage and ratio statistics
+    and tokens/s along with TRL's own metrics (to every `report_to` tracker and to `callbacks`).
+
+    `reference`: the KL term's reference model (required for full fine-tuning when `args.beta` > 0;
+    None with LoRA means the policy with adapters disabled). `sampling_logprobs`: every stored sample
+    has its sampling log-probabilities, which become the old log-probabilities of the clipped ratio."""
+    import torch
     from transformers import PrinterCallback
     from trl import GRPOTrainer
 
@@ -125,17 +143,91 @@ def build_trainer(model: Any, processor: Any, dataset: Any, rollouts: StoredRoll
                 generation_batch = rollouts.expand(generation_batch, self.accelerator.process_index)
             return super()._prepare_inputs(generation_batch)
 
+        def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
+            output = super()._generate_and_score_completions(inputs)
+            if sampling_logprobs:
+                output["old_per_token_logps"] = output["sampling_per_token_logps"]
+            return output
+
+        def _get_per_token_logps_and_entropies(self, *args: Any, **kwargs: Any) -> Any:
+            result = super()._get_per_token_logps_and_entropies(*args, **kwargs)
+            if kwargs.get("compute_entropy"):  # the loss pass: the old and reference passes ask for no entropy
+                self._loss_logps = result[0].detach()
+            return result
+
+        def _compute_loss(self, model: Any, inputs: dict[str, Any]) -> Any:
+            loss = super()._compute_loss(model, inputs)
+            old = inputs.get("old_per_token_logps")  # None: TRL took the current log-probs (ratio 1)
+            log_ratio = torch.zeros_like(self._loss_logps) if old is None else self._loss_logps - old
+            mask = inputs["completion_mask"] * inputs["tool_mask"] if "tool_mask" in inputs else inputs["completion_mask"]
+            ratios.add(self.accelerator, log_ratio, mask)
+            return loss
+
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
             if "loss" in logs:
-                logs = {**logs, **advantage_stats(list(self._logs["advantages"])), **throughput.update(self.state)}
+                logs = {**logs, **advantage_stats(list(self._logs["advantages"])), **ratios.pop(),
+                        **throughput.update(self.state)}
             super().log(logs, start_time)
 
-    throughput = Throughput()
+    throughput, ratios = Throughput(), RatioStats()
+    beta, args.beta = args.beta, 0.0  # keep TRL from building a reference out of the policy it is given
     trainer = StoredRolloutTrainer(model=model, reward_funcs=[stored_reward], args=args, train_dataset=dataset,
                                    processing_class=_checkpointable(processor), peft_config=peft_config,
                                    rollout_func=rollouts, callbacks=callbacks)
+    trainer.beta = args.beta = beta
+    if beta and reference is not None:
+        trainer.ref_model = _prepared_reference(trainer, reference)
+    elif beta and not hasattr(trainer.accelerator.unwrap_model(trainer.model), "peft_config"):
+        raise ValueError("full fine-tuning with beta > 0 needs a reference model")
     trainer.remove_callback(PrinterCallback)  # the metrics callback prints a shorter line per step
     return trainer
+
+
+def _prepared_reference(trainer: Any, reference: Any) -> Any:
+    """The reference model prepared the way TRL prepares its own: log-probabilities from a fused LM head at
+    the trainer's temperature, placed by DeepSpeed, FSDP or on the devices."""
+    from trl.models import prepare_deepspeed, prepare_fsdp
+    from trl.trainer.utils import add_fused_lm_head
+
+    reference.eval().requires_grad_(False)
+    add_fused_lm_head(reference, temperature=trainer.temperature, cast_lm_head_to_fp32=trainer.args.cast_lm_head_to_fp32)
+    if trainer.is_deepspeed_enabled:
+        return prepare_deepspeed(reference, trainer.accelerator)
+    if trainer.is_fsdp_enabled:
+        return prepare_fsdp(reference, trainer.accelerator)
+    return trainer.accelerator.prepare_model(reference, evaluation_mode=True)
+
+
+class RatioStats:
+    """New over old probability of each completion token (the clipped ratio's argument), over the
+    micro-batches of one logging step and all processes: mean, min and max."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.total, self.count, self.low, self.high = 0.0, 0.0, math.inf, -math.inf
+
+    def add(self, accelerator: Any, log_ratio: Any, mask: Any) -> None:
+        """Called by every process for each micro-batch (the gathers are collective)."""
+        import torch
+
+        ratio = torch.exp(log_ratio.float())[mask.bool()]
+        inf = torch.tensor([math.inf], device=ratio.device)
+        sums = accelerator.reduce(torch.stack([ratio.sum(), torch.tensor(float(ratio.numel()), device=ratio.device)]),
+                                  reduction="sum")
+        low = accelerator.gather(ratio.min()[None] if ratio.numel() else inf).min()
+        high = accelerator.gather(ratio.max()[None] if ratio.numel() else -inf).max()
+        self.total += float(sums[0])
+        self.count += float(sums[1])
+        self.low, self.high = min(self.low, float(low)), max(self.high, float(high))
+
+    def pop(self) -> dict[str, float]:
+        """The statistics since the previous call (none if no token was seen), then start again."""
+        stats = ({"ratio/mean": self.total / self.count, "ratio/min": self.low, "ratio/max": self.high}
+                 if self.count else {})
+        self.reset()
+        return stats
 
 
 class Throughput:
