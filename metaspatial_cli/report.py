@@ -66,8 +66,8 @@ def _gallery(title: str, gallery: list[tuple[str, list[Any]]]) -> str:
     return "".join(parts)
 
 
-def build_report(run_dir: Path, rooms: int = 2) -> str:
-    """The HTML text of the report of `run_dir`."""
+def build_report(run_dir: Path, rooms: int = 2, extra: str = "") -> str:
+    """The HTML text of the report of `run_dir`; `extra` is appended (the 3D section, see report_3d.py)."""
     from . import report_data as data
     from . import report_plots as plots
 
@@ -99,6 +99,7 @@ def build_report(run_dir: Path, rooms: int = 2) -> str:
                             [[_number(r[c]) if c != "model" else html.escape(r[c]) for c in cols] for r in evals]))
     parts.append(_gallery("Renders across iterations and turns", data.training_gallery(run_dir, rooms)))
     parts.append(_gallery("Held-out renders per evaluated model", data.eval_gallery(run_dir, rooms)))
+    parts.append(extra)
     body = "\n".join(p for p in parts if p)
     return (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>metaspatial report: "
             f"{html.escape(run_dir.name)}</title><style>{STYLE}</style></head><body>{body}</body></html>\n")
@@ -116,5 +117,7 @@ def register(app: typer.Typer) -> None:
             err_console.print(f"[bold red]error:[/] {run_dir}: no such run directory", highlight=False)
             raise typer.Exit(2)
         target = output or run_dir / "report.html"
-        target.write_text(build_report(run_dir, rooms), encoding="utf-8")
+        from .report_3d import section
+
+        target.write_text(build_report(run_dir, rooms, section(run_dir, target)), encoding="utf-8")
         err_console.print(f"wrote {target}", highlight=False)

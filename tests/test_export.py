@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import trimesh
-from helpers import REPO, cli
+from export_data import answer, scored_dataset
+from helpers import cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,44 +21,10 @@ from stages.export.rows import SOURCE
 from stages.export.work import Exporter
 from stages.gen_prompts.sources import from_idesign_dir, from_jsonl
 
-ROOMS = REPO / "examples" / "rooms" / "rooms.jsonl"
-
-
-def answer(entries: list[dict]) -> str:
-    return f"<think>placing</think><answer>{json.dumps(entries)}</answer>"
-
-
-def responses(reference: dict[str, list[float]]) -> dict[str, str]:
-    """Answers of several qualities for one room: exact, shifted, one bad coordinate, one left out, none."""
-    exact = [{"new_object_id": oid, "x": x, "y": y, "z": z} for oid, (x, y, z) in reference.items()]
-    shifted = [{**e, "x": e["x"] + 0.4} for e in exact]
-    bad = [*exact[:-1], {**exact[-1], "y": "NaN"}]
-    return {"exact": answer(exact), "shifted": answer(shifted), "bad-coordinate": answer(bad),
-            "left-out": answer(exact[1:] + [{"new_object_id": "ghost_1", "x": 1, "y": 1, "z": 1}]),
-            "garbage": "I would put the sofa somewhere nice."}
-
-
-def build_rollouts(work: Path, rooms: int = 3) -> Path:
-    code, out = cli("gen-prompts", "--source", "jsonl", "--input", ROOMS, "--output", work / "prompts",
-                    "--max-rows", rooms)
-    assert code == 0, out
-    rows = []
-    for _, prompt in pd.read_parquet(work / "prompts").iterrows():
-        for kind, text in responses(json.loads(prompt.reference_layout)).items():
-            rows.append({**prompt.to_dict(), "response": text, "sample_id": f"{prompt.room_id}/{kind}", "kind": kind})
-    rollouts = work / "rollouts"
-    rollouts.mkdir()
-    pd.DataFrame(rows).to_parquet(rollouts / "train-00000-of-00001.parquet")
-    shutil.copytree(work / "prompts" / "_images", rollouts / "_images")
-    return rollouts
-
 
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("export")
-    code, out = cli("score", "--input", build_rollouts(work), "--output", work / "score")
-    assert code == 0, out
-    return work / "score"
+    return scored_dataset(tmp_path_factory.mktemp("export"))
 
 
 @pytest.fixture(scope="module")

@@ -132,9 +132,17 @@ def write_rows(path: Path, rows: list[dict[str, Any]], schema: pa.Schema | None,
 
 
 def write_json(path: Path, data: Any) -> None:
+    write_bytes(path, (json.dumps(data, indent=2, sort_keys=False, default=str) + "\n").encode())
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write a file atomically (temp file + rename): a reader never sees half of it."""
     tmp = _tmp_path(path)
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

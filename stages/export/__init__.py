@@ -4,7 +4,8 @@ Reads a rollout, render or score dataset (columns `scene`, `response`, `room_x/y
 per row or per room (`--best-per room`: the highest `reward` of each `room_id`, over `--input` and
 any `--candidates`), `_scenes/<name>/scene.glb` (room shell + one node per object, named by its id,
 metres, y-up; reward and per-object scores in `extras`) and `_scenes/<name>/scene_graph.json` (the
-layout as an IDesign scene graph). Adds columns `glb`, `idesign`, `objects_exported`, `not_placed`.
+layout as an IDesign scene graph). Adds columns `glb`, `idesign`, `objects_exported`, `not_placed`;
+when every shard is done, `_viewer.html` shows the rooms in 3D in any browser, offline.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pydantic import field_validator, model_validator
 
 from stages.core.config import StageConfig
 from stages.core.errors import UserError
-from stages.core.stage import Context, Stage, run_stage
+from stages.core.stage import Context, Stage, console, run_stage
 
 COLUMNS = [pa.field("glb", pa.string()), pa.field("idesign", pa.string()),
            pa.field("objects_exported", pa.int64()), pa.field("not_placed", pa.string())]
@@ -49,6 +50,7 @@ class Config(StageConfig):
 def run(cfg: Config) -> Path:
     """Validate every row (and the assets folder) before writing, then export this shard's rows."""
     from .rows import select_rows
+    from .viewer import write_dataset_page
     from .work import Exporter
 
     if not isinstance(cfg, Config):
@@ -76,4 +78,8 @@ def run(cfg: Config) -> Path:
 
     stage = Stage(name="export", config_class=Config, adds=[*kept, *COLUMNS], make_processor=make_processor,
                   source_rows=lambda _: rows, unit="rows")
-    return run_stage(stage, cfg)
+    out = run_stage(stage, cfg)
+    page = write_dataset_page(out)
+    if page is not None:
+        console.print(f"export: 3D viewer: {page}")
+    return out

@@ -6,7 +6,7 @@ An object's node holds its transform (translation = box centre, rotation about t
 by the scene's clockwise `z_angle`, i.e. -angle about +y) and its mesh in the object's own frame,
 centred on the box, front towards glTF's -z (the scene's +y). Meshes are the render engine's: the
 procedural furniture, or the `--assets` mesh that `render` would draw, with the same colours
-(as vertex colours, unlit by nothing: viewers light them).
+(as vertex colours with a matte material; viewers light them).
 
 Node names: every object by its id; the shell as `floor`, `ceiling` and the IDesign wall ids
 (`south_wall`, ...). Scene ids may not be `floor` (checked before export). Everything a viewer
@@ -49,15 +49,29 @@ def node_matrix(position: tuple[float, float, float], angle_deg: float) -> np.nd
     return matrix
 
 
-def _mesh(soup: Soup, name: str):
-    """A trimesh mesh from a triangle soup (scene frame -> glTF frame), unmerged so faces stay flat."""
+def _linear(srgb: np.ndarray) -> np.ndarray:
+    """sRGB bytes -> linear bytes: glTF's COLOR_0 is linear, the palette is sRGB."""
+    c = srgb.astype(np.float64) / 255
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return np.round(lin * 255).astype(np.uint8)
+
+
+def _mesh(soup: Soup):
+    """A trimesh mesh from a triangle soup (scene frame -> glTF frame): unmerged vertices with the
+    triangle's colour (no normals: viewers shade the faces flat), a matte white material."""
     import trimesh
+    from trimesh.visual.material import PBRMaterial
+    from trimesh.visual.texture import TextureVisuals
 
     vertices = soup.tris.reshape(-1, 3).astype(np.float64) @ TO_GLTF.T
     faces = np.arange(len(vertices)).reshape(-1, 3)
-    colours = np.concatenate([soup.colours, np.full((len(soup.colours), 1), 255, np.uint8)], axis=1)
-    return trimesh.Trimesh(vertices=vertices, faces=faces, face_colors=colours, process=False,
-                           metadata={"name": name})
+    colours = np.repeat(_linear(soup.colours), 3, axis=0)
+    rgba = np.concatenate([colours, np.full((len(colours), 1), 255, np.uint8)], axis=1)
+    visual = TextureVisuals(material=PBRMaterial(name="matte", baseColorFactor=[255, 255, 255, 255],
+                                                 metallicFactor=0.0, roughnessFactor=0.85))
+    mesh = trimesh.Trimesh(vertices=vertices, faces=faces, visual=visual, process=False)
+    mesh.visual.vertex_attributes["color"] = rgba
+    return mesh
 
 
 def shell_soups(arr: Arrangement) -> dict[str, Soup]:
@@ -100,7 +114,7 @@ def build_scene(arr: Arrangement, assets: AssetLibrary | None, scene_extras: dic
 
     scene = trimesh.Scene(base_frame="world")
     for name, soup in shell_soups(arr).items():
-        scene.add_geometry(_mesh(soup, name), node_name=name, geom_name=name,
+        scene.add_geometry(_mesh(soup), node_name=name, geom_name=name,
                            metadata={"role": "ceiling" if name == "ceiling" else "wall" if "wall" in name else "floor"})
     for item in arr.drawn:
         assert item.position is not None
@@ -109,7 +123,7 @@ def build_scene(arr: Arrangement, assets: AssetLibrary | None, scene_extras: dic
                   "size_m": {"length": item.length, "width": item.width, "height": item.height},
                   "z_angle_deg": item.angle, "position_scene_m": list(item.position),
                   "outside_room": arr.outside(item), "scores": object_scores.get(item.id)}
-        scene.add_geometry(_mesh(soup, item.id), node_name=item.id, geom_name=item.id,
+        scene.add_geometry(_mesh(soup), node_name=item.id, geom_name=item.id,
                            transform=node_matrix(item.position, item.angle), metadata=extras)
     scene.metadata.update({**scene_extras, "units": "metres", "up": "+y",
                            "axes": "scene x (east) -> glTF x, scene y (north) -> glTF -z, scene z (up) -> glTF y",

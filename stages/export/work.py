@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -76,12 +75,17 @@ def idesign_graph(scene: Scene, arr: Arrangement) -> list[dict[str, Any]]:
     return graph + layout_elements(scene.size)
 
 
-def _write(path: Path, data: bytes) -> None:
-    """Atomically: a reader never sees half a file, and two processes writing the same row are safe."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def layout_scene(row: dict[str, Any], scene: Scene, assets: AssetLibrary | None):
+    """(glTF scene, arrangement) of a row: its answer parsed against its scene (never raises on the answer)."""
+    parsed = parse_answer(row["response"], scene.ids)
+    arr = Arrangement.from_scene(scene, parsed.placements, omitted=parsed.missing, error=parsed.error,
+                                 unknown=parsed.unknown)
+    return build_scene(arr, assets, scene_extras(row), object_scores(row)), arr
+
+
+def row_glb(row: dict[str, Any], where: str) -> bytes:
+    """The .glb of one dataset row with procedural meshes (what `report` shows); SceneError names `where`."""
+    return glb_bytes(layout_scene(row, scene_of(row, {}, where), None)[0])
 
 
 class Exporter:
@@ -97,13 +101,11 @@ class Exporter:
         """The row with its export columns (the files are on disk when this returns)."""
         source = Path(row.pop(SOURCE))
         scene = scene_of(row, self.scenes, where=str(source))
-        parsed = parse_answer(row["response"], scene.ids)
-        arr = Arrangement.from_scene(scene, parsed.placements, omitted=parsed.missing, error=parsed.error,
-                                     unknown=parsed.unknown)
+        gltf_scene, arr = layout_scene(row, scene, self.assets)
         folder = f"{SCENES_DIR}/{folder_name(row, self.fingerprint)}"
-        gltf_scene = build_scene(arr, self.assets, scene_extras(row), object_scores(row))
-        _write(self.output / folder / GLB, glb_bytes(gltf_scene))
-        _write(self.output / folder / GRAPH, json.dumps(idesign_graph(scene, arr), indent=1).encode())
+        (self.output / folder).mkdir(parents=True, exist_ok=True)
+        ds.write_bytes(self.output / folder / GLB, glb_bytes(gltf_scene))
+        ds.write_bytes(self.output / folder / GRAPH, json.dumps(idesign_graph(scene, arr), indent=1).encode())
         for value in row.values():
             if ds.is_image_ref(value):
                 ds.link_image(source, self.output, value)
