@@ -91,8 +91,10 @@ def _example(processor: Any, row: dict[str, Any], decimals: int) -> dict[str, An
 def run(cfg: PretrainConfig) -> Path:
     import torch
 
+    from stages.core import dataset as ds
     from stages.core import vlm
 
+    ds.check_output(cfg.output, [Path(cfg.base)])
     torch.manual_seed(cfg.seed)
     start = time.time()
     cfg.output.parent.mkdir(parents=True, exist_ok=True)

@@ -9,12 +9,18 @@ recipe skips what is complete and resumes the rest. Every command line is append
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from stages.core import dataset as ds
 from stages.core.console import make_console
@@ -26,6 +32,8 @@ from .steps import Step, build_steps, config_files
 
 console = make_console()
 LOG = "recipe.log"
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+STOP_GRACE_S = 10.0
 
 
 class StepFailed(Exception):
@@ -90,6 +98,51 @@ def run_recipe(recipe: Recipe) -> None:
     execute_steps(steps, recipe.workdir / LOG, recipe.keep_models)
 
 
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """For the child, before it execs: ask Linux to send it SIGTERM when the runner dies, even by
+    SIGKILL (no handler of the runner's runs then). Elsewhere the runner's own handlers must do."""
+
+    def arm() -> None:
+        if sys.platform.startswith("linux"):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the runner died before the request took effect
+            os._exit(1)
+
+    return arm
+
+
+def _raise_exit(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def run_step_process(command: list[str], env: dict[str, str]) -> int:
+    """Run one step and return its exit code. The step gets a process group of its own, stopped
+    whole (the stage and any workers it started) when the runner leaves before it ends: on an
+    error, Ctrl-C, SIGTERM or SIGHUP. A second runner's copy of the step would meet the step's
+    output lock; this makes sure no orphaned step is left holding it."""
+    in_main = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    handlers = {sig: signal.signal(sig, _raise_exit) for sig in (signal.SIGTERM, signal.SIGHUP)} if in_main else {}
+    proc = subprocess.Popen(command, env=env, process_group=0, preexec_fn=_die_with_parent(os.getpid()))
+    try:
+        return proc.wait()
+    finally:
+        if proc.poll() is None:
+            _stop_group(proc)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the step's process group, give it a grace period, then SIGKILL what is left."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=STOP_GRACE_S)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def execute_steps(steps: list[Step], log_file: Path, keep_models: int | None = None) -> None:
     """Run each incomplete step as a `metaspatial` subprocess (under its launcher, if any), logging its
     command line and outcome; after each update, prune models beyond the last `keep_models`."""
@@ -105,7 +158,7 @@ def execute_steps(steps: list[Step], log_file: Path, keep_models: int | None = N
         _log(log_file, f"run: {step.command_line()}")
         start = time.time()
         program = launcher_command(step.launcher) if step.launcher else base
-        code = subprocess.call([*program, *step.args], env=env)
+        code = run_step_process([*program, *step.args], env)
         seconds = time.time() - start
         if code != 0 or not is_complete(step):
             _log(log_file, f"failed (exit {code}) after {seconds:.1f} s: {step.command_line()}")

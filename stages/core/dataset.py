@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
 import shutil
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +79,35 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [row for _, row in iter_jsonl(path)]
 
 
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def recorded_sha256(manifest: Any, part: str) -> str | None:
+    """The checksum a manifest recorded for `part`, if any."""
+    parts = manifest.get("parts") if isinstance(manifest, dict) else None
+    info = parts.get(part) if isinstance(parts, dict) else None
+    value = info.get("sha256") if isinstance(info, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def verify_parts(directory: Path, files: list[Path]) -> None:
+    """Check each file against the checksum its dataset's manifest recorded when it was written, so
+    a damaged or swapped part stops the run instead of being read as data. A dataset without a
+    manifest (written by pandas, say) has nothing to check against and is read as it is."""
+    manifest = read_manifest(directory)
+    for path in files:
+        expected = recorded_sha256(manifest, path.name)
+        if expected and sha256_file(path) != expected:
+            raise UserError(f"{path}: its contents do not match the sha256 recorded in {MANIFEST} (damaged or "
+                            f"changed after it was written); re-create it, or delete {MANIFEST} to read it as it is")
+
+
 def read_table(directory: Path) -> pa.Table:
     """All rows of a dataset as one Arrow table (parts concatenated in name order)."""
     files = data_files(directory)
+    verify_parts(directory, files)
     if files[0].suffix == ".parquet":
         try:
             tables = [pq.read_table(f) for f in files]
@@ -104,6 +131,38 @@ def require_columns(table_or_names: pa.Table | list[str], needed: list[str], dir
     if missing:
         raise UserError(f"{directory}: missing column(s) {', '.join(missing)} "
                         f"(this stage needs {', '.join(needed)}; found {', '.join(names)})")
+
+
+def check_output(output: Path, inputs: list[Path]) -> None:
+    """Refuse an --output that cannot be a directory of its own: a file, a symbolic link (writes
+    would land wherever it points), or an input or a folder holding one (--overwrite would replace it)."""
+    if output.is_symlink():
+        raise UserError(f"--output: {output} is a symbolic link; give the directory itself")
+    if output.exists() and not output.is_dir():
+        raise UserError(f"--output: {output} is a file, not a directory; choose another --output")
+    for source in inputs:
+        if source.exists() and source.resolve().is_relative_to(output.resolve()):
+            raise UserError(f"--output: {output} is or holds an input of this run ({source}); "
+                            "write to another directory")
+
+
+def fingerprint(source: Path) -> str:
+    """A sha256 of an input's contents: its parts' recorded checksums for a dataset with a manifest
+    (verified when the parts are read), else the bytes of its data files (or of every file under a
+    folder that holds none, like a folder of scene graphs). A run resumes only from the same input."""
+    source = Path(source)
+    if source.is_file():
+        return sha256_file(source)
+    digest = hashlib.sha256()
+    manifest = read_manifest(source)
+    try:
+        files = data_files(source)
+    except UserError:
+        files = sorted(p for p in source.rglob("*") if p.is_file())
+    for path in files:
+        sha = recorded_sha256(manifest, path.name) if path.parent == source else None
+        digest.update(f"{path.relative_to(source)}\0{sha or sha256_file(path)}\n".encode())
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------- atomic writes
@@ -168,10 +227,15 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
 
 
 def update_manifest(directory: Path, header: dict[str, Any], part: str | None = None,
-                    part_info: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Merge `header` and one part's record into `_manifest.json` under a file lock."""
+                    part_info: dict[str, Any] | None = None,
+                    check: Callable[[dict[str, Any] | None], None] | None = None) -> dict[str, Any]:
+    """Merge `header` and one part's record into `_manifest.json` under a file lock. `check` sees the
+    manifest as it is first, under the same lock, and may refuse (raise) before anything changes."""
     with manifest_lock(directory):
-        manifest = read_manifest(directory) or {}
+        manifest = read_manifest(directory)
+        if check is not None:
+            check(manifest)
+        manifest = manifest or {}
         manifest.update(header)
         parts = manifest.setdefault("parts", {})
         if part is not None:

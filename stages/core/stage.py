@@ -32,6 +32,7 @@ from rich.progress import (
 )
 
 from . import dataset as ds
+from . import lock
 from .config import StageConfig
 from .console import make_console
 from .errors import UserError
@@ -111,9 +112,10 @@ def _load_input(stage: Stage, cfg: StageConfig) -> tuple[Rows, pa.Schema | None]
     return table.to_pylist(), table.schema
 
 
-def _check_existing_output(stage: Stage, cfg: StageConfig) -> None:
+def _check_existing_output(stage: Stage, cfg: StageConfig, manifest: dict[str, Any] | None,
+                           inputs: list[dict[str, Any]]) -> None:
+    """Refuse to resume an output that another stage, other settings or another input made."""
     out = cfg.output
-    manifest = ds.read_manifest(out) if out.exists() else None
     if manifest is None or cfg.overwrite:
         if out.exists() and cfg.overwrite:
             for p in out.iterdir():
@@ -130,6 +132,10 @@ def _check_existing_output(stage: Stage, cfg: StageConfig) -> None:
     if diff:
         raise UserError(f"{out}: was written with different settings ({', '.join(diff)}); "
                         "resuming would mix them. Pass --overwrite or choose another --output")
+    made_from = [i.get("sha256") for i in manifest.get("inputs", []) if isinstance(i, dict)]
+    if any(made_from) and made_from != [i["sha256"] for i in inputs]:
+        raise UserError(f"{out}: was made from another input than {cfg.input} (its contents differ); "
+                        "resuming would mix them. Pass --overwrite or choose another --output")
     other = [p.name for p in out.iterdir() if (m := ds.PART_RE.match(p.name)) and int(m.group(2)) != cfg.num_shards]
     if other:
         raise UserError(f"{out}: has parts of a run with another --num-shards ({other[0]}, ...); "
@@ -138,36 +144,40 @@ def _check_existing_output(stage: Stage, cfg: StageConfig) -> None:
 
 def run_stage(stage: Stage, cfg: StageConfig) -> Path:
     """Run `stage` for this process's shard. Returns the output directory."""
+    out = cfg.output
+    ds.check_output(out, [cfg.input] if cfg.input is not None else [])
     rows, in_schema = _load_input(stage, cfg)
     schema = stage.output_schema(in_schema)
-    _check_existing_output(stage, cfg)
-    out = cfg.output
     part = ds.part_name(cfg.shard_index, cfg.num_shards, cfg.format)
+    inputs = _describe_inputs(cfg)
     header = {
         "stage": stage.name,
         "format": cfg.format,
         "num_shards": cfg.num_shards,
         "config": cfg.manifest_dict(),
         "result_config": cfg.result_fields(),
-        "inputs": _describe_inputs(cfg),
+        "inputs": inputs,
         "code_version": code_version(),
         "columns": [f.name for f in schema],
     }
-    if (out / part).exists() and not cfg.overwrite:
-        console.print(f"[green]{stage.name}[/]: {out / part} is complete; skipping (pass --overwrite to redo)")
-        return out
-    lo, hi = shard_bounds(len(rows), cfg.num_shards, cfg.shard_index)
-    my_rows = rows[lo:hi]
-    out.mkdir(parents=True, exist_ok=True)
-    ds.update_manifest(out, header)
-    start = time.time()
-    produced = _process_in_chunks(stage, cfg, my_rows, schema, part)
-    ds.write_rows(out / part, produced, schema, cfg.format)
-    shutil.rmtree(out / ds.CHUNKS / part, ignore_errors=True)
-    _remove_if_empty(out / ds.CHUNKS)
-    info = {"rows": len(produced), "input_rows": len(my_rows), "seconds": round(time.time() - start, 3),
-            "host": socket.gethostname(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    ds.update_manifest(out, header, part, info)
+    with lock.hold(out, part):
+        manifest = ds.read_manifest(out)
+        _check_existing_output(stage, cfg, manifest, inputs)
+        if (out / part).exists() and not cfg.overwrite:
+            console.print(f"[green]{stage.name}[/]: {out / part} is complete; skipping (pass --overwrite to redo)")
+            return out
+        ds.update_manifest(out, header, check=lambda now: _check_existing_output(stage, cfg, now, inputs))
+        lo, hi = shard_bounds(len(rows), cfg.num_shards, cfg.shard_index)
+        my_rows = rows[lo:hi]
+        start = time.time()
+        produced = _process_in_chunks(stage, cfg, my_rows, schema, part)
+        ds.write_rows(out / part, produced, schema, cfg.format)
+        shutil.rmtree(out / ds.CHUNKS / part, ignore_errors=True)
+        _remove_if_empty(out / ds.CHUNKS)
+        info = {"rows": len(produced), "input_rows": len(my_rows), "seconds": round(time.time() - start, 3),
+                "sha256": ds.sha256_file(out / part), "host": socket.gethostname(),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        ds.update_manifest(out, header, part, info)
     console.print(f"[green]{stage.name}[/]: wrote {len(produced)} rows to {out / part} "
                   f"in {info['seconds']:.1f} s")
     return out
@@ -176,9 +186,10 @@ def run_stage(stage: Stage, cfg: StageConfig) -> Path:
 def _describe_inputs(cfg: StageConfig) -> list[dict[str, Any]]:
     if cfg.input is None:
         return []
-    manifest = ds.read_manifest(cfg.input) or {}
+    manifest = ds.read_manifest(cfg.input) if cfg.input.is_dir() else None
+    manifest = manifest if isinstance(manifest, dict) else {}
     return [{"path": str(cfg.input), "stage": manifest.get("stage"), "rows": manifest.get("rows"),
-             "code_version": manifest.get("code_version")}]
+             "code_version": manifest.get("code_version"), "sha256": ds.fingerprint(cfg.input)}]
 
 
 def _remove_if_empty(path: Path) -> None:

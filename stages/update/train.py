@@ -150,6 +150,7 @@ def _grpo_options(cfg: Config, group_size: int, longest_completion: int, tempera
 def run_update(cfg: Config) -> Path:
     if cfg.input is None:
         raise UserError("update: --input is required (a scored rollout dataset)")
+    ds.check_output(cfg.output, [cfg.input, Path(cfg.model)])
     state = outputs.prepare_output(cfg.output, cfg.result_fields(), cfg.overwrite)
     if state == "done":
         say(f"update: {cfg.output} already holds this update; skipping (pass --overwrite to redo)")
