@@ -2,6 +2,7 @@
 recipe runner, outputs that are not inputs, files or links, checksummed parts, a run's input identity."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,7 +35,7 @@ def answered(tmp_path_factory, oracle_dir):
     assert code == 0, text
     rows = pd.read_parquet(root / "prompts")
     rows["response"] = '<answer>{"new_object_id": "x"}</answer>'
-    (root / "in").mkdir()
+    shutil.copytree(root / "prompts" / "_images", root / "in" / "_images")
     rows.to_parquet(root / "in" / PART)
     return root / "in"
 
