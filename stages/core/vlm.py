@@ -52,14 +52,18 @@ def _processor_dir(path: str | Path) -> str:
 
 def _without_video(processor_cls: Any) -> type:
     """The processor class with video support optional: its video processor needs torchvision, and
-    the layout task only ever sends images."""
+    the layout task only ever sends images. It saves (and so reloads) without one."""
 
     def check(self: Any, argument_name: str, argument: Any) -> Any:
         if argument is None and "video" in argument_name:
             return None
         return processor_cls.check_argument_for_proper_class(self, argument_name, argument)
 
-    return type(processor_cls.__name__, (processor_cls,), {"check_argument_for_proper_class": check})
+    def attributes(cls: Any) -> list[str]:
+        return [a for a in processor_cls.get_attributes() if "video" not in a]
+
+    return type(processor_cls.__name__, (processor_cls,), {"check_argument_for_proper_class": check,
+                                                           "get_attributes": classmethod(attributes)})
 
 
 def load_processor(path: str | Path, flag: str = "--model"):

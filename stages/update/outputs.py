@@ -2,7 +2,7 @@
 
     OUTPUT/config.json, model.safetensors, ...   full weights (or with LoRA: adapter_config.json +
                                                  adapter_model.safetensors, naming the base model)
-    OUTPUT/tokenizer*, preprocessor_config.json  copied from the policy, so rollout loads OUTPUT alone
+    OUTPUT/tokenizer*, processor_config.json     the processor the update used, so rollout loads OUTPUT alone
     OUTPUT/metrics.jsonl                         one JSON record per optimizer step
     OUTPUT/_manifest.json                        config, input, counts, timings; `complete` when done
     OUTPUT/_checkpoints/checkpoint-N/            TRL checkpoints while the update runs (resume)
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,6 @@ from stages.core.errors import UserError
 CHECKPOINTS = "_checkpoints"
 METRICS = "metrics.jsonl"
 STAGE = "update"
-# Files of a model directory that describe how to read text and images, not weights.
-PROCESSOR_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
-                   "merges.txt", "added_tokens.json", "chat_template.jinja", "chat_template.json",
-                   "preprocessor_config.json", "processor_config.json", "generation_config.json")
 
 
 def is_main_process() -> bool:
@@ -91,31 +88,42 @@ def checkpoint_step(checkpoint: str | None) -> int | None:
 
 def save_model(trainer: Any, source_model: str, out: Path, merge_lora: bool) -> str:
     """Write the trained weights as safetensors (an adapter, or merged/full weights) plus the processor
-    files of the source model. Returns what was written: 'full', 'merged' or 'adapter'."""
+    the update used, so OUTPUT loads on its own whatever `--model` was (a hub name included). Returns
+    what was written: 'full', 'merged' or 'adapter'."""
     model = trainer.accelerator.unwrap_model(trainer.model)
-    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
-        state = trainer.accelerator.get_state_dict(trainer.model)
-    else:
-        state = None
+    sharded = trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled
+    # Under FSDP / ZeRO-3 each process holds a shard: gather the whole state (every process takes part).
+    state = trainer.accelerator.get_state_dict(trainer.model) if sharded else None
     if not trainer.is_world_process_zero():
         return ""
     kind = "full"
     if hasattr(model, "peft_config"):
-        if merge_lora:
-            model, kind = model.merge_and_unload(), "merged"
-            state = None if state is None else model.state_dict()
-        else:
-            kind = "adapter"
-    model.save_pretrained(out, state_dict=state, safe_serialization=True)
+        kind = "merged" if merge_lora else "adapter"
+    if kind == "merged":
+        _save_merged(model, state, source_model, out)
+    else:
+        model.save_pretrained(out, state_dict=state, safe_serialization=True)
     if kind == "adapter":
         _point_adapter_at_base(out, source_model)
-    base, adapter = vlm.model_source(source_model)
-    for name in PROCESSOR_FILES:
-        for src_dir in (Path(adapter) if adapter else None, Path(base)):
-            if src_dir is not None and (src_dir / name).is_file():
-                shutil.copyfile(src_dir / name, out / name)
-                break
+    save_processor(trainer.processing_class, out)
     return kind
+
+
+def save_processor(processor: Any, out: Path) -> None:
+    """The processor itself (tokenizer, chat template, image processor with its pixel limits); the image
+    processor also on its own (preprocessor_config.json), for readers that look only there."""
+    processor.save_pretrained(out)
+    if getattr(processor, "image_processor", None) is not None:
+        processor.image_processor.save_pretrained(out)
+
+
+def _save_merged(model: Any, state: dict[str, Any] | None, source_model: str, out: Path) -> None:
+    """Merged weights from the gathered adapter: merging a sharded model in place would merge shards,
+    so the adapter is written first and merged into a fresh copy of the base."""
+    with tempfile.TemporaryDirectory(dir=out, prefix="_adapter-") as tmp:
+        model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
+        _point_adapter_at_base(Path(tmp), source_model)
+        vlm.load_model(tmp, dtype="auto", merge_adapter=True).save_pretrained(out, safe_serialization=True)
 
 
 def _point_adapter_at_base(out: Path, source_model: str) -> None:

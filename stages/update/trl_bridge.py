@@ -172,7 +172,7 @@ def build_trainer(model: Any, processor: Any, dataset: Any, rollouts: StoredRoll
     throughput, ratios = Throughput(), RatioStats()
     beta, args.beta = args.beta, 0.0  # keep TRL from building a reference out of the policy it is given
     trainer = StoredRolloutTrainer(model=model, reward_funcs=[stored_reward], args=args, train_dataset=dataset,
-                                   processing_class=_checkpointable(processor), peft_config=peft_config,
+                                   processing_class=processor, peft_config=peft_config,
                                    rollout_func=rollouts, callbacks=callbacks)
     trainer.beta = args.beta = beta
     if beta and reference is not None:
@@ -258,19 +258,6 @@ def advantage_stats(advantages: list[float]) -> dict[str, float]:
     return {"advantages/mean": mean,
             "advantages/std": (sum((a - mean) ** 2 for a in advantages) / len(advantages)) ** 0.5,
             "advantages/min": min(advantages), "advantages/max": max(advantages)}
-
-
-def _checkpointable(processor: Any) -> Any:
-    """The processor, able to save itself into checkpoints although it has no video processor
-    (the Trainer saves `processing_class` with every checkpoint; the stock method trips on None)."""
-
-    def save_pretrained(self: Any, save_directory: Any, **kwargs: Any) -> None:
-        self.tokenizer.save_pretrained(save_directory)
-        self.image_processor.save_pretrained(save_directory)
-
-    cls = type(processor)
-    processor.__class__ = type(cls.__name__, (cls,), {"save_pretrained": save_pretrained})
-    return processor
 
 
 def metrics_callback(write: Callable[[dict[str, Any]], None]) -> Any:
