@@ -29,7 +29,8 @@ app = typer.Typer(
 
 # Stage commands, generated from each stage's `Config` class; the help is the module docstring's first line.
 STAGES = {"gen-prompts": "stages.gen_prompts", "rollout": "stages.rollout", "render": "stages.render",
-          "score": "stages.score", "update": "stages.update", "export": "stages.export"}
+          "score": "stages.score", "update": "stages.update", "export": "stages.export",
+          "select-rooms": "stages.select_rooms"}
 # Tool modules each add their own command(s) through `register(app)`.
 TOOLS = ("metaspatial_cli.inspect_cmd", "metaspatial_cli.make_model", "metaspatial_cli.pretrain",
          "metaspatial_cli.evaluate", "metaspatial_cli.report")

@@ -12,6 +12,8 @@
     eval: {rooms: examples/rooms}     # optional: evaluate the first and the last model afterwards
     accelerate: {config_file: examples/accelerate/fsdp.yaml, num_processes: 4}   # optional: launch.py
     keep_models: 2                    # optional: keep the weights of the last N iterations' models only
+    rooms_per_iteration: 4            # optional: each iteration draws its own rooms (select-rooms), seeded by
+    seed: 0                           #   `seed`, every room once before any repeats; default: all rooms each time
 
 Everything is checked before any stage runs, and every message names the file and the key
 (`recipes/x.yaml: rollout.max_new_tokens: ...`), because a typo found after an hour of rollouts
@@ -38,7 +40,7 @@ from .launch import check_accelerate
 
 PIPELINE = ("gen-prompts", "rollout", "render", "score", "update")
 TOP_KEYS = {"workdir", "model", "make_model", "pretrain", "iterations", "turns", "stages", "eval", "accelerate",
-            "keep_models"}
+            "keep_models", "rooms_per_iteration", "seed"}
 # Options the runner sets on the command line of each step (they depend on where the step sits
 # in the pipeline), so a recipe section may not set them.
 RUNNER_FIELDS = {"input", "output", "num_shards", "shard_index"}
@@ -63,6 +65,10 @@ class Recipe:
     """`accelerate launch` options for update (launch.py); None runs update as a plain process."""
     keep_models: int | None = None
     """Keep the weights of the last N iterations' models (older ones are pruned); None keeps all."""
+    rooms_per_iteration: int | None = None
+    """Rooms each iteration draws from the training prompts (a select-rooms step); None: all of them."""
+    seed: int = 0
+    """Seed of the recipe's own randomness (the per-iteration room draw)."""
     config_classes: dict[str, type[BaseModel]] = field(default_factory=dict)
 
 
@@ -136,6 +142,13 @@ def _positive_int(raw: dict[str, Any], key: str, source: str) -> int:
     return value
 
 
+def _whole_number(raw: dict[str, Any], key: str, source: str) -> int:
+    value = raw.get(key, 0)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise UserError(f"{source}: {key}: expected a whole number, got {value!r}")
+    return value
+
+
 def _stage_list(raw: dict[str, Any], source: str) -> list[str]:
     """The stages to run: the whole pipeline, or a prefix of it (e.g. without update, to look at rollouts)."""
     stages = raw.get("stages", list(PIPELINE))
@@ -184,7 +197,10 @@ def load_recipe(path: Path, sets: list[str] | None = None) -> Recipe:
                     iterations=_positive_int(raw, "iterations", source), turns=_positive_int(raw, "turns", source),
                     stages=stages, sections={}, make_model=raw.get("make_model"), pretrain=raw.get("pretrain"),
                     eval=raw.get("eval"), accelerate=check_accelerate(raw.get("accelerate"), source),
-                    keep_models=_positive_int(raw, "keep_models", source) if "keep_models" in raw else None)
+                    keep_models=_positive_int(raw, "keep_models", source) if "keep_models" in raw else None,
+                    rooms_per_iteration=(_positive_int(raw, "rooms_per_iteration", source)
+                                         if "rooms_per_iteration" in raw else None),
+                    seed=_whole_number(raw, "seed", source))
     if recipe.iterations > 1 and "update" not in stages:
         raise UserError(f"{source}: iterations: {recipe.iterations} iterations need the update stage in `stages`")
     for stage in PIPELINE:

@@ -5,6 +5,7 @@ script), so what the plan shows is exactly what the runner does. Layout under th
 
     _recipe/<stage>.yaml           each stage's section of the recipe, after overrides and ${...}
     gen-prompts/                   the prompts, shared by all iterations
+    iter-001/prompts/              this iteration's rooms (with `rooms_per_iteration`: a select-rooms step)
     iter-001/turn-1/rollout/       rollout → render → score for each turn
     iter-001/turn-1/render/
     iter-001/turn-1/score/
@@ -104,6 +105,13 @@ def _rollout_flags(recipe: Recipe, model: str, turn: int) -> list[str]:
     return flags
 
 
+def _select_step(recipe: Recipe, prompts: Path, output: Path, iteration: int) -> Step:
+    """This iteration's own rooms, drawn from the training prompts (stages/select_rooms)."""
+    args = ("select-rooms", "--input", str(prompts), "--output", str(output), "--rooms",
+            str(recipe.rooms_per_iteration), "--iteration", str(iteration), "--seed", str(recipe.seed))
+    return Step(f"iter-{iteration:03d}/select-rooms", args, output, "dataset")
+
+
 def _update_flags(recipe: Recipe, model: str) -> list[str]:
     """The policy to train (the previous iteration's output) and the KL reference: always the recipe's
     initial policy, so a long schedule is held to where it started, not to where it was last."""
@@ -129,6 +137,9 @@ def build_steps(recipe: Recipe) -> list[Step]:
     for iteration in range(1, recipe.iterations + 1):
         idir = wd / f"iter-{iteration:03d}"
         source = prompts
+        if recipe.rooms_per_iteration and "rollout" in recipe.stages:
+            steps.append(_select_step(recipe, prompts, idir / "prompts", iteration))
+            source = steps[-1].output
         for turn in range(1, recipe.turns + 1):
             for stage in (s for s in TURN_STAGES if s in recipe.stages):
                 extra = []
