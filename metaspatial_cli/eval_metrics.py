@@ -8,14 +8,14 @@ reward columns are the score stage's own columns, averaged over rows.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from stages.core import dataset as ds
-from stages.core.answer import VALID, parse_answer
+from stages.core.answer import VALID
+from stages.core.rows import answer
 from stages.core.scene import Scene
 
 # (column in the table, heading, score column averaged or None for answer-derived metrics)
@@ -43,11 +43,6 @@ def short_labels(models: Sequence[str]) -> list[str]:
     return list(models)
 
 
-def _scene_ids(row: dict[str, Any]) -> list[str]:
-    size = {"x": row["room_x"], "y": row["room_y"], "z": row["room_z"]}
-    return Scene.from_idesign(json.loads(row["scene"]), size).ids
-
-
 def finite_mean(values: Sequence[Any]) -> float:
     """Mean of the finite numbers among `values` (missing and NaN metrics are skipped); NaN if none."""
     finite = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
@@ -67,7 +62,7 @@ def model_metrics(label: str, model: str, score_dir: Path) -> dict[str, Any]:
     rows = ds.read_rows(score_dir)
     valid, matched = [], []
     for row in rows:
-        parsed = parse_answer(row.get("response") or "", _scene_ids(row))
+        parsed = answer(row, Scene.from_row(row).ids)
         valid.append(float(parsed.format_level == VALID))
         matched.append(float(not (parsed.missing or parsed.unknown or parsed.duplicates)))
     out: dict[str, Any] = {"model": label, "path": model, "rooms": len({r["room_id"] for r in rows}),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 from collections import Counter
 from pathlib import Path
 
@@ -12,8 +12,10 @@ import typer
 from rich.table import Table
 
 from stages.core import dataset as ds
+from stages.core.columns import SCENE_COLUMNS
 from stages.core.console import make_console
 from stages.core.errors import UserError
+from stages.core.scene import Scene
 
 from .options import err_console
 
@@ -47,8 +49,11 @@ def summarise(directory: Path) -> None:
         column = table.column(name)
         cols.add_row(name, str(column.type), str(column.null_count), _summary(column))
     console.print(cols)
-    if "scene" in table.column_names and "num_objects" not in table.column_names:
-        counts = [len([o for o in json.loads(s) if "itemType" not in o]) for s in table.column("scene").to_pylist() if s]
+    if set(SCENE_COLUMNS) <= set(table.column_names) and "num_objects" not in table.column_names:
+        counts = []
+        for row in table.select(SCENE_COLUMNS).to_pylist():
+            with contextlib.suppress(UserError):  # a summary: an invalid scene is just not counted
+                counts.append(len(Scene.from_row(row).objects))
         if counts:
             console.print(f"objects per scene: min {min(counts)}, mean {sum(counts) / len(counts):.1f}, max {max(counts)}")
 

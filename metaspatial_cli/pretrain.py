@@ -23,6 +23,9 @@ from typing import Any
 import typer
 from pydantic import BaseModel, ConfigDict, Field
 
+from stages.core import rows
+from stages.core.columns import REFERENCE_LAYOUT
+
 from .options import add_config_command, err_console
 
 ANSWER_OPEN = "<think></think>\n<answer>"
@@ -80,7 +83,8 @@ def _example(processor: Any, row: dict[str, Any], decimals: int) -> dict[str, An
     image = vlm.open_image(None, row["image"])
     messages = vlm.build_messages(row["prompt"], image)
     prompt = vlm.chat_text(processor, messages)
-    answer = answer_text(json.loads(row["reference_layout"]), decimals) + processor.tokenizer.eos_token
+    layout = rows.reference_layout(row.get(REFERENCE_LAYOUT), f"reference_layout of room {row.get('room_id')}")
+    answer = answer_text(layout or {}, decimals) + processor.tokenizer.eos_token
     prompt_len = processor(text=[prompt], images=[image], return_tensors="pt")["input_ids"].shape[1]
     batch = processor(text=[prompt + answer], images=[image], return_tensors="pt")
     labels = batch["input_ids"].clone()

@@ -13,9 +13,10 @@ import pytest
 from helpers import REPO, cli
 from PIL import Image
 
+from stages.core import rows as contract
 from stages.core import vlm
 from stages.core.answer import parse_answer
-from stages.rollout.guided import object_ids
+from stages.core.scene import Scene
 
 ROOMS = REPO / "examples" / "rooms" / "rooms.jsonl"
 CONTRACT = ["sample_id", "group_id", "sample_index", "turn", "trajectory_id", "response", "model", "backend",
@@ -74,7 +75,7 @@ def test_stored_tokens_rebuild_exactly_through_the_shared_builder(turn1, tiny):
 
     processor, model = vlm.load_processor(tiny), vlm.load_model(tiny)
     for row in pd.read_parquet(turn1).head(3).itertuples():
-        messages = vlm.build_messages(row.prompt, vlm.open_image(turn1, row.image), vlm.parse_history(row.history))
+        messages = vlm.build_messages(row.prompt, vlm.open_image(turn1, row.image), contract.history(row.history))
         enc = vlm.encode_chats(processor, [messages])
         assert enc["input_ids"].shape[1] == row.num_prompt_tokens
         response = torch.tensor([list(row.response_token_ids)])
@@ -110,7 +111,7 @@ def test_guided_answers_parse_and_name_every_object_once(tiny, prompts, tmp_path
     rows = pd.read_parquet(out)
     good = 0
     for row in rows.itertuples():
-        ids = object_ids(row.scene, "test")
+        ids = Scene.from_row(row._asdict()).ids
         parsed = parse_answer(row.response, ids)
         answer = json.loads(row.response.split("<answer>")[1].split("</answer>")[0])
         named = [item["new_object_id"] for item in answer]
@@ -126,7 +127,7 @@ def _scored_turn1(turn1: Path, out: Path) -> Path:
         render = f"_images/renders/{k:04x}.png"
         (out / render).parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (96, 96), (40 * k % 255, 80, 160)).save(out / render)
-        ids = object_ids(row["scene"], "test")
+        ids = Scene.from_row(row).ids
         row.update(render_perspective=render, render_topdown=render, layout="[]", parse_error=None,
                    reward=0.25 + k / 100, format_reward=0.1, judge_score=None,
                    feedback=json.dumps({"collisions": [[ids[0], ids[-1]]], "out_of_bounds": [ids[0]],

@@ -66,7 +66,7 @@ def test_followup_text_holds_task_answer_reward_and_problems():
     assert '<answer>[{"new_object_id": "a"}]</answer>' in text and "0.432" in text
     assert "Overlapping objects: a & b" in text and "a should be left of b" in text
     assert "(+3 more)" in text and "render of that layout" in text
-    assert feedback_lines(json.dumps({})) == [] and "No rule violations" in followup_text("T", {"reward": 1})
+    assert feedback_lines({}) == [] and "No rule violations" in followup_text("T", {"reward": 1})
     assert previous_answer("no tags at all") == "no tags at all"
 
 

@@ -20,8 +20,8 @@ from PIL import Image
 
 from stages import rollout
 from stages.core.answer import parse_answer
+from stages.core.scene import Scene
 from stages.core.tiny_vlm import build_tiny_llava, build_tiny_vlm, train_tokenizer
-from stages.rollout.guided import object_ids
 
 pytestmark = pytest.mark.vllm
 
@@ -97,5 +97,5 @@ def test_tiny_text_lm_guided_answers_are_valid(tmp_path):
                 guided_think_chars=20, logprobs=True)
     _check_rows(rows)
     for row in rows.itertuples():
-        parsed = parse_answer(row.response, object_ids(row.scene, "test"))
+        parsed = parse_answer(row.response, Scene.from_row(row._asdict()).ids)
         assert len(parsed.placements) == 2, row.response

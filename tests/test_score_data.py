@@ -57,7 +57,7 @@ def gt_placements(room_id: str) -> dict[str, tuple[float, float, float]]:
 def score_library(rows: list[dict], **options) -> list[dict]:
     """Score rows in-process with a score.Config (no dataset on disk)."""
     cfg = score.Config(**options)
-    return score_rows(rows, cfg, make_judge(cfg), RulesJudge(), None, {})
+    return score_rows(rows, cfg, make_judge(cfg), RulesJudge(), None)
 
 
 def obj(oid: str, size=(1.0, 0.5, 0.8), floor: bool = True, facing: str = "north_wall", layout=(), rel=(),

@@ -50,6 +50,6 @@ def test_hf_judge_failure_falls_back_to_rules_in_the_stage(tiny_model, render):
 
     cfg = score.Config(judge="hf", judge_model=str(tiny_model), judge_max_tokens=16)
     row = dict(scene_row(ROOM, answer_text(gt_placements(ROOM))), render_topdown=str(render))
-    (out,) = score_rows([row], cfg, HFJudge(str(tiny_model), max_new_tokens=16), RulesJudge(), None, {})
+    (out,) = score_rows([row], cfg, HFJudge(str(tiny_model), max_new_tokens=16), RulesJudge(), None)
     assert out["judge"] == "rules (fallback)" and out["judge_error"].startswith("hf:")
     assert out["judge_score"] is not None and json.loads(out["judge_grades"])

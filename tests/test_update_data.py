@@ -81,11 +81,12 @@ def completion_log_softmax(model: Any, processor: Any, directory: Path, rows: li
     """For each row, the log-softmax over the vocabulary (logits / temperature) at each completion token."""
     import torch
 
+    from stages.core import rows as contract
     from stages.core import vlm
 
     out = []
     for row in rows:
-        messages = vlm.build_messages(row["prompt"], row["image"], vlm.parse_history(row["history"]))
+        messages = vlm.build_messages(row["prompt"], row["image"], contract.history(row["history"]))
         for message in messages:
             for part in message["content"]:
                 if part["type"] == "image":

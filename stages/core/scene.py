@@ -13,10 +13,12 @@ lies along x; at 90/270 its `width` does.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
+from .columns import ROOM_SIZE, SCENE
 from .errors import UserError
 
 LAYOUT_ELEMENTS = ("south_wall", "north_wall", "east_wall", "west_wall", "middle of the room", "ceiling")
@@ -27,6 +29,10 @@ OBJECT_PREPOSITIONS = ("on", "left of", "right of", "in front", "behind", "under
 FACING_ANGLE = {"west_wall": 270.0, "east_wall": 90.0, "north_wall": 0.0, "south_wall": 180.0,
                 "middle of the room": 0.0, "ceiling": 0.0}
 OBJECT_KEYS = ("new_object_id", "style", "material", "size_in_meters", "is_on_the_floor", "facing", "placement")
+
+
+_ROW_SCENES: dict[tuple, Scene] = {}
+_MAX_ROW_SCENES = 4096
 
 
 class SceneError(UserError):
@@ -159,6 +165,36 @@ class Scene:
             if rel.object_id in self.ids and rel.object_id not in _seen:
                 return self.z_angle(self.get(rel.object_id), _seen | {obj.id})
         return 0.0
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any], where: str = "row") -> Scene:
+        """The scene of a dataset row (columns `scene` and `room_x/y/z`): the one decoder of a
+        row's scene, for every stage. Rows of one prompt share their scene, so each distinct scene
+        is parsed once (cached; callers must not modify the result). Errors name `where` and the field."""
+        key = (row.get(SCENE), *(row.get(c) for c in ROOM_SIZE))
+        try:
+            cached = _ROW_SCENES.get(key)
+        except TypeError:  # an unhashable value (an Arrow struct read as a dict): not cached
+            cached, key = None, None
+        if cached is not None:
+            return cached
+        for column in ROOM_SIZE:
+            value = row.get(column)
+            if not _is_number(value) or value <= 0:
+                raise SceneError(f"{where}, field {column}: must be a positive number of metres, got {value!r:.60}")
+        graph = row.get(SCENE)
+        if isinstance(graph, str):
+            try:
+                graph = json.loads(graph)
+            except (json.JSONDecodeError, RecursionError) as err:
+                raise SceneError(f"{where}, field scene: not valid JSON ({str(err)[:120]})") from None
+        size = dict(zip("xyz", (row[c] for c in ROOM_SIZE), strict=True))
+        scene = cls.from_idesign(graph, size, where=f"{where}, field scene")
+        if key is not None:
+            if len(_ROW_SCENES) >= _MAX_ROW_SCENES:
+                _ROW_SCENES.clear()
+            _ROW_SCENES[key] = scene
+        return scene
 
     def reference_layout(self) -> dict[str, list[float]] | None:
         """Known positions by id, when every object has one (else None)."""

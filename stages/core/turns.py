@@ -11,7 +11,6 @@ list of what went wrong, next to the render of that layout. `history` entries ar
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -35,10 +34,9 @@ def _listed(items: list[str]) -> str:
     return shown + (f" (+{len(items) - MAX_ITEMS} more)" if len(items) > MAX_ITEMS else "")
 
 
-def feedback_lines(feedback: Any) -> list[str]:
-    """One line per kind of problem, in a fixed order; no lines when nothing was wrong."""
-    if isinstance(feedback, str):
-        feedback = json.loads(feedback) if feedback.strip() else {}
+def feedback_lines(feedback: dict[str, Any] | None) -> list[str]:
+    """One line per kind of problem, in a fixed order; no lines when nothing was wrong. `feedback`
+    is decoded (`stages.core.rows.feedback`)."""
     feedback = feedback or {}
     lines = []
     if feedback.get("parse_error"):

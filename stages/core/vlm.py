@@ -137,13 +137,6 @@ def open_image(dataset_dir: Path | None, ref: Any):
         raise UserError(f"{path}: cannot read image ({err})") from None
 
 
-def parse_history(value: Any) -> list[dict[str, Any]]:
-    """The `history` column (a JSON list of earlier turns) as a list; empty for turn 1."""
-    if value is None or value == "":
-        return []
-    return json.loads(value) if isinstance(value, str) else list(value)
-
-
 def turn_image(image: Any, history: list[dict[str, Any]]) -> Any:
     """The image a turn shows: the render of the previous layout, else the row's own image."""
     if history and history[-1].get("image"):
@@ -153,7 +146,8 @@ def turn_image(image: Any, history: list[dict[str, Any]]) -> Any:
 
 def build_messages(prompt: str, image: Any, history: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The chat for one row. `image` is whatever the caller uses for images (a relative path, a PIL
-    image, None for text only); later turns show the previous render in its place."""
+    image, None for text only); later turns show the previous render in its place. `history` is
+    decoded (`stages.core.rows.history`)."""
     history = history or []
     text = followup_text(prompt, history[-1]) if history else prompt
     shown = turn_image(image, history)

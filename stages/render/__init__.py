@@ -11,8 +11,6 @@ with a "no valid layout" mark. Adds `layout` (JSON {id: [x, y, z]} of the valid 
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -21,12 +19,14 @@ import pyarrow as pa
 from pydantic import Field, field_validator
 
 from stages.core import dataset as ds
+from stages.core import rows
+from stages.core.columns import RENDER_FIELDS, render_column
 from stages.core.config import StageConfig
 from stages.core.errors import UserError
 from stages.core.render import VIEWS, check_views
 from stages.core.stage import Context, Stage, run_stage
 
-from .work import ROW_FIELDS, Job, WorkerPool, column_of, scene_of
+from .work import ROW_FIELDS, Job, WorkerPool
 
 NEEDS = list(ROW_FIELDS)
 
@@ -66,35 +66,20 @@ class Config(StageConfig):
 
 
 def columns(cfg: Config) -> list[pa.Field]:
-    return [pa.field("layout", pa.string()), pa.field("parse_error", pa.string()),
-            *[pa.field(column_of(v), pa.string()) for v in cfg.views]]
+    return [*RENDER_FIELDS, *[pa.field(render_column(v), pa.string()) for v in cfg.views]]
 
 
 def check_rows(cfg: Config) -> None:
-    """Every row's scene and room size must be valid before anything is written; errors name the
-    row and field. Rows of one prompt share their scene, so each distinct scene is checked once."""
+    """Every row's scene, room size and response must be valid before anything is written; errors
+    name the row and field (`rows.check`; each distinct scene is parsed once)."""
     if cfg.input is None:
         raise UserError("render: --input is required (a rollout dataset directory)")
     table = ds.read_table(cfg.input)
     ds.require_columns(table, NEEDS, cfg.input)
-    table = table.select(["scene", "room_x", "room_y", "room_z"])
+    table = table.select(NEEDS)
     if cfg.max_rows:
         table = table.slice(0, cfg.max_rows)
-    checked: set[tuple] = set()
-    for i, row in enumerate(table.to_pylist()):
-        key = tuple(row.values())
-        if key in checked:
-            continue
-        for axis in ("room_x", "room_y", "room_z"):
-            value = row[axis]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-                raise UserError(f"{cfg.input}, row {i}, field {axis}: must be a positive number of metres, "
-                                f"got {value!r}")
-        try:
-            scene_of(row, where=f"{cfg.input}, row {i}, field scene")
-        except (json.JSONDecodeError, TypeError) as err:
-            raise UserError(f"{cfg.input}, row {i}, field scene: expected a JSON list of objects ({err})") from None
-        checked.add(key)
+    rows.check(table.to_pylist(), NEEDS, cfg.input)
     if cfg.assets is not None:
         from stages.core.render.assets import index_folder
 

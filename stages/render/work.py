@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stages.core.answer import parse_answer
+from stages.core.columns import LAYOUT, PARSE_ERROR, RESPONSE, ROOM_SIZE, SCENE, render_column
 from stages.core.render import Arrangement, Renderer
+from stages.core.rows import answer
 from stages.core.scene import Scene
 
 IMAGE_DIR = "_images/renders"
-ROW_FIELDS = ("scene", "response", "room_x", "room_y", "room_z")
+ROW_FIELDS = (SCENE, RESPONSE, *ROOM_SIZE)
 
 
 @dataclass(frozen=True)
@@ -40,19 +41,10 @@ class Job:
         return json.dumps([self.pixels, self.backend, self.assets, self.labels]).encode()
 
 
-def column_of(view: str) -> str:
-    return "render_" + view.replace("-", "_")
-
-
-def scene_of(row: dict[str, Any], where: str = "scene") -> Scene:
-    size = {"x": row["room_x"], "y": row["room_y"], "z": row["room_z"]}
-    return Scene.from_idesign(json.loads(row["scene"]), size, where=where)
-
-
 def arrangement_of(row: dict[str, Any]) -> tuple[Arrangement, dict[str, list[float]], str | None]:
     """The row's picture input, its parsed layout and the parse error (never raises on the response)."""
-    scene = scene_of(row)
-    parsed = parse_answer(row["response"], scene.ids)
+    scene = Scene.from_row(row)
+    parsed = answer(row, scene.ids)
     arr = Arrangement.from_scene(scene, parsed.placements, omitted=parsed.missing, error=parsed.error,
                                  unknown=parsed.unknown)
     layout = {oid: list(pos) for oid, pos in parsed.placements.items()}
@@ -81,10 +73,10 @@ class Worker:
         out, pending = [], []
         for row in rows:
             arr, layout, error = arrangement_of(row)
-            result: dict[str, Any] = {"layout": json.dumps(layout), "parse_error": error}
+            result: dict[str, Any] = {LAYOUT: json.dumps(layout), PARSE_ERROR: error}
             for view, image in self.renderer.render(arr, list(self.job.views)).items():
                 rel = image_name(row, view, self.job)
-                result[column_of(view)] = rel
+                result[render_column(view)] = rel
                 pending.append(self.writer.submit(_save, image, Path(self.job.output) / rel))
             out.append(result)
         for future in pending:

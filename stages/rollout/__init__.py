@@ -17,6 +17,7 @@ from pydantic import Field, model_validator
 
 from stages.core import dataset as ds
 from stages.core import vlm
+from stages.core.columns import SCENE_COLUMNS
 from stages.core.config import StageConfig
 from stages.core.errors import UserError
 from stages.core.stage import Context, Stage, console, run_stage
@@ -194,7 +195,7 @@ def check_input(cfg: Config) -> list[str]:
     table = ds.read_table(cfg.input)
     ds.require_columns(table, samples.needed_columns(cfg), cfg.input)
     if cfg.guided:
-        ds.require_columns(table, ["scene", "room_x", "room_y", "room_z"], cfg.input)
+        ds.require_columns(table, SCENE_COLUMNS, cfg.input)
     if cfg.turn > 1 and samples.render_column(cfg) not in table.column_names:
         console.print(f"[yellow]rollout[/]: {cfg.input} has no {samples.render_column(cfg)} column (not rendered); "
                       "the follow-up prompts show the room image instead", highlight=False)

@@ -17,7 +17,7 @@ import math
 from functools import lru_cache
 from typing import Any
 
-from stages.core.errors import UserError
+from stages.core.scene import Scene
 
 
 def ebnf_literal(text: str) -> str:
@@ -42,20 +42,6 @@ def bounded_number(upper: float) -> str:
     return " | ".join(alts)
 
 
-def object_ids(scene_json: Any, where: str) -> list[str]:
-    """The ids of the objects to place, from a row's `scene` column (IDesign list, layout elements skipped)."""
-    try:
-        scene = json.loads(scene_json)
-    except (TypeError, json.JSONDecodeError) as err:
-        raise UserError(f"{where}, field scene: not valid JSON ({err})") from None
-    if not isinstance(scene, list):
-        raise UserError(f"{where}, field scene: expected a JSON list of objects")
-    ids = [o.get("new_object_id") for o in scene if isinstance(o, dict) and "itemType" not in o]
-    if not ids or not all(isinstance(i, str) and i for i in ids):
-        raise UserError(f"{where}, field scene: every object needs a non-empty string new_object_id")
-    return [str(i) for i in ids]
-
-
 @lru_cache(maxsize=4096)
 def layout_grammar(ids: tuple[str, ...], room: tuple[float, float, float], think_chars: int) -> str:
     """The EBNF of one row's response (cached: all samples of a row share it)."""
@@ -75,11 +61,7 @@ def layout_grammar(ids: tuple[str, ...], room: tuple[float, float, float], think
 
 
 def row_grammar(row: dict[str, Any], think_chars: int, where: str) -> str:
-    """The grammar for an input row (needs its `scene` and `room_x/y/z`)."""
-    room = []
-    for col in ("room_x", "room_y", "room_z"):
-        v = row.get(col)
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
-            raise UserError(f"{where}, field {col}: --guided needs a positive room size, got {v!r}")
-        room.append(float(v))
-    return layout_grammar(tuple(object_ids(row.get("scene"), where)), tuple(room), think_chars)
+    """The grammar for an input row (its scene and room size, decoded by `Scene.from_row`)."""
+    scene = Scene.from_row(row, where)
+    return layout_grammar(tuple(scene.ids), (float(scene.size.x), float(scene.size.y), float(scene.size.z)),
+                          think_chars)

@@ -14,27 +14,32 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from stages.core import vlm
+from stages.core import columns, rows, vlm
+from stages.core.columns import (
+    FEEDBACK,
+    HISTORY,
+    IMAGE,
+    PROMPT,
+    PROMPT_ID,
+    RESPONSE,
+    REWARD,
+    TRAJECTORY_ID,
+    TURN,
+    is_turn_column,
+)
 from stages.core.errors import UserError
 from stages.core.paths import confined
 
 from .guided import row_grammar
 
-# Columns of the previous turn's render and score stages that describe that turn's sample, not
-# this one's: they are not carried to a new turn (their values live on in `history`).
-SCORED_COLUMNS = [
-    "layout", "parse_error", "reward", "format_reward", "collision_ratio", "constraint_ratio",
-    "out_of_bounds_ratio", "support_ratio", "judge_score", "judge_grades", "judge", "judge_error", "return",
-    "feedback", "object_scores", "score_preset", "upstream_crash",
-]
-RENDER_PREFIX = "render_"
-
 
 def dropped_columns(input_columns: list[str]) -> list[str]:
     """The input columns a new turn does not carry: last turn's scores and renders (any view)."""
-    return [c for c in input_columns if c in SCORED_COLUMNS or c.startswith(RENDER_PREFIX)]
-TURN1_NEEDS = ["prompt_id", "prompt"]
-FOLLOWUP_NEEDS = ["prompt_id", "prompt", "trajectory_id", "turn", "response", "reward", "feedback"]
+    return [c for c in input_columns if is_turn_column(c)]
+
+
+TURN1_NEEDS = [PROMPT_ID, PROMPT]
+FOLLOWUP_NEEDS = [PROMPT_ID, PROMPT, TRAJECTORY_ID, TURN, RESPONSE, REWARD, FEEDBACK]
 
 
 def samples_per_row(cfg: Any) -> int:
@@ -43,7 +48,7 @@ def samples_per_row(cfg: Any) -> int:
 
 
 def render_column(cfg: Any) -> str:
-    return RENDER_PREFIX + cfg.render_view.replace("-", "_")
+    return columns.render_column(cfg.render_view)
 
 
 def needed_columns(cfg: Any) -> list[str]:
@@ -55,19 +60,17 @@ def history_of(row: dict[str, Any], cfg: Any) -> list[dict[str, Any]]:
     With --no-images no turn shows an image."""
     if cfg.turn == 1:
         return []
-    feedback = row.get("feedback")
-    if isinstance(feedback, str):
-        feedback = json.loads(feedback) if feedback.strip() else None
-    history = [*vlm.parse_history(row.get("history")), {
-        "turn": row["turn"], "response": row.get("response") or "", "reward": row.get("reward"),
-        "feedback": feedback, "image": row.get(render_column(cfg)),
+    history = [*rows.history(row.get(HISTORY)), {
+        "turn": rows.turn(row.get(TURN)), "response": rows.response(row.get(RESPONSE)) or "",
+        "reward": row.get(REWARD), "feedback": rows.feedback(row.get(FEEDBACK)),
+        "image": rows.image(row.get(render_column(cfg))),
     }]
     return history if cfg.images else [{**entry, "image": None} for entry in history]
 
 
 def room_image(row: dict[str, Any], cfg: Any) -> Any:
     """The room image the prompt shows (None with --no-images)."""
-    return row.get("image") if cfg.images else None
+    return rows.image(row.get(IMAGE)) if cfg.images else None
 
 
 def check_images(row: dict[str, Any], cfg: Any, directory: Path, at: str) -> None:
@@ -79,22 +82,21 @@ def check_images(row: dict[str, Any], cfg: Any, directory: Path, at: str) -> Non
             raise UserError(f"{at}, field {field}: {str(ref)[:200]!r} is not a file in {directory}")
 
 
-def check_row(row: dict[str, Any], index: int, cfg: Any, where: Path) -> None:
+def check_row(row: dict[str, Any], index: int, cfg: Any, directory: Path) -> None:
     """Fail on a row this turn cannot use, naming it (called on every row before anything runs)."""
-    at = f"{where}, row {index}"
-    if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
+    at = f"{directory}, row {index}"
+    if not isinstance(row.get(PROMPT), str) or not row[PROMPT].strip():
         raise UserError(f"{at}, field prompt: must be a non-empty string")
-    if row.get("prompt_id") is None:
+    if row.get(PROMPT_ID) is None:
         raise UserError(f"{at}, field prompt_id: missing")
-    if cfg.turn > 1:
-        if row.get("turn") != cfg.turn - 1:
-            raise UserError(f"{at}, field turn: is {row.get('turn')!r}, but --turn {cfg.turn} continues turn "
+    if cfg.turn == 1:
+        rows.check([row], [IMAGE], directory, index)
+    else:
+        rows.check([row], [IMAGE, TURN, RESPONSE, HISTORY, FEEDBACK, render_column(cfg)], directory, index)
+        if row[TURN] != cfg.turn - 1:
+            raise UserError(f"{at}, field turn: is {row[TURN]!r}, but --turn {cfg.turn} continues turn "
                             f"{cfg.turn - 1} (pass the scored dataset of turn {cfg.turn - 1})")
-        try:
-            history_of(row, cfg)
-        except (json.JSONDecodeError, TypeError, AttributeError) as err:
-            raise UserError(f"{at}, field history/feedback: not valid JSON ({err})") from None
-    check_images(row, cfg, where, at)
+    check_images(row, cfg, directory, at)
     if cfg.guided:
         row_grammar(row, cfg.guided_think_chars, at)
 

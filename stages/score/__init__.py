@@ -15,12 +15,17 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from stages.core import dataset as ds
+from stages.core import rows
+from stages.core.columns import HISTORY, REFERENCE_LAYOUT, RESPONSE, SCENE_COLUMNS, SCORE_FIELDS, TURN
 from stages.core.config import StageConfig
 from stages.core.errors import UserError
 from stages.core.paths import confined
 from stages.core.stage import Context, Stage, run_stage
 
-NEEDS = ["response", "scene", "room_x", "room_y", "room_z"]
+NEEDS = [RESPONSE, *SCENE_COLUMNS]
+CHECKED = [*NEEDS, TURN, HISTORY, REFERENCE_LAYOUT]
+"""The columns checked up front: what scoring reads (`turn` and `history` make the return;
+`reference_layout` fills objects an answer leaves out in the metaspatial-v1 preset)."""
 
 
 class Config(StageConfig):
@@ -89,20 +94,12 @@ class Config(StageConfig):
         return self
 
 
-COLUMNS = [
-    pa.field("reward", pa.float64()), pa.field("format_reward", pa.float64()),
-    pa.field("collision_ratio", pa.float64()), pa.field("constraint_ratio", pa.float64()),
-    pa.field("out_of_bounds_ratio", pa.float64()), pa.field("support_ratio", pa.float64()),
-    pa.field("judge_score", pa.float64()), pa.field("judge_grades", pa.string()), pa.field("judge", pa.string()),
-    pa.field("judge_error", pa.string()), pa.field("return", pa.float64()), pa.field("feedback", pa.string()),
-    pa.field("object_scores", pa.string()), pa.field("score_preset", pa.string()),
-    pa.field("upstream_crash", pa.string()),
-]
+COLUMNS: list[pa.Field] = SCORE_FIELDS
 
 
 def validate_input(cfg: Config) -> None:
     """Check columns, scenes and renders before anything is written; errors name the row and field."""
-    from .scoring import IMAGE_COLUMNS, scene_of
+    from .scoring import IMAGE_COLUMNS
 
     if cfg.input is None:
         raise UserError("score: --input is required (a dataset directory)")
@@ -111,12 +108,11 @@ def validate_input(cfg: Config) -> None:
     if cfg.judge in ("openai", "hf") and not any(c in table.column_names for c in IMAGE_COLUMNS):
         raise UserError(f"{cfg.input}: judge '{cfg.judge}' grades renders, but the dataset has no "
                         f"{' or '.join(IMAGE_COLUMNS)} column; run `metaspatial render` first or use --judge rules")
-    cache: dict = {}
     renders = [c for c in IMAGE_COLUMNS if c in table.column_names] if cfg.judge in ("openai", "hf") else []
-    columns = [c for c in NEEDS if c != "response"] + renders
-    rows = table.select(columns).slice(0, cfg.max_rows or table.num_rows).to_pylist()
-    for index, row in enumerate(rows):
-        scene_of(row, cache, where=f"{cfg.input}, row {index}")
+    columns = [c for c in CHECKED if c in table.column_names] + renders
+    table_rows = table.select(columns).slice(0, cfg.max_rows or table.num_rows).to_pylist()
+    rows.check(table_rows, columns, cfg.input)
+    for index, row in enumerate(table_rows):
         for column in renders:
             if row[column]:
                 confined(cfg.input, row[column], f"{cfg.input}, row {index}, field {column}")
@@ -128,11 +124,10 @@ def make_processor(cfg: Config, ctx: Context):
 
     judge = make_judge(cfg)
     fallback = RulesJudge(adjacent_gap=cfg.adjacent_gap)
-    cache: dict = {}
 
-    def process(rows):
-        out = score_rows(rows, cfg, judge, fallback, ctx.input_dir, cache)
-        ctx.advance(len(rows))
+    def process(chunk):
+        out = score_rows(chunk, cfg, judge, fallback, ctx.input_dir)
+        ctx.advance(len(chunk))
         return out
 
     return process

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stages.core.answer import ParsedAnswer, parse_answer
+from stages.core import rows as contract
+from stages.core.answer import ParsedAnswer
+from stages.core.columns import HISTORY, REFERENCE_LAYOUT, RESPONSE, TURN, render_column
 from stages.core.layout import Placements
 from stages.core.measure import RowMeasures, Tolerances, measure
 from stages.core.paths import confined
@@ -18,36 +20,7 @@ from . import reward as reward_mod
 from . import upstream_v1 as v1
 from .judges import GRADE_KEYS, Judge, Judgement, JudgeRequest, grade_sum
 
-IMAGE_COLUMNS = ("render_topdown", "render_perspective")
-
-
-def scene_of(row: dict[str, Any], cache: dict[tuple, Scene], where: str = "") -> Scene:
-    """The row's scene (parsed once per distinct scene); raises SceneError naming `where`."""
-    key = (row["scene"], row["room_x"], row["room_y"], row["room_z"])
-    if key not in cache:
-        try:
-            graph = json.loads(row["scene"]) if isinstance(row["scene"], str) else row["scene"]
-        except json.JSONDecodeError as err:
-            from stages.core.scene import SceneError
-
-            raise SceneError(f"{where}, field scene: not valid JSON ({err.msg})") from None
-        size = {"x": row["room_x"], "y": row["room_y"], "z": row["room_z"]}
-        cache[key] = Scene.from_idesign(graph, size, where=f"{where}, field scene")
-    return cache[key]
-
-
-def _text(row: dict[str, Any]) -> str | None:
-    """The row's response, or None when it is not text (a null in the dataset)."""
-    value = row.get("response")
-    return value if isinstance(value, str) else None
-
-
-def reference_positions(row: dict[str, Any]) -> dict[str, list[float]] | None:
-    value = row.get("reference_layout")
-    if not value:
-        return None
-    data = json.loads(value) if isinstance(value, str) else value
-    return data if isinstance(data, dict) else None
+IMAGE_COLUMNS = (render_column("topdown"), render_column("perspective"))
 
 
 @dataclass
@@ -70,7 +43,7 @@ class RowWork:
 def _v1_objects(scene: Scene, row: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Upstream's scene file: objects with their reference positions. Without any reference layout,
     every object gets a placeholder (returned) that answered objects overwrite; see the README."""
-    reference = reference_positions(row)
+    reference = contract.reference_layout(row.get(REFERENCE_LAYOUT))
     placeholder: dict[str, Any] = {}
     objects = []
     for obj in scene.objects:
@@ -173,12 +146,12 @@ def _columns(w: RowWork, cfg: Any, weights: reward_mod.Weights) -> dict[str, Any
     }
 
 
-def score_rows(rows: list[dict[str, Any]], cfg: Any, judge: Judge, fallback: Judge, input_dir: Path | None,
-               cache: dict[tuple, Scene]) -> list[dict[str, Any]]:
+def score_rows(rows: list[dict[str, Any]], cfg: Any, judge: Judge, fallback: Judge,
+               input_dir: Path | None) -> list[dict[str, Any]]:
     work = []
     for row in rows:
-        scene = scene_of(row, cache)
-        work.append(RowWork(scene, parse_answer(_text(row), scene.ids)))
+        scene = Scene.from_row(row)
+        work.append(RowWork(scene, contract.answer(row, scene.ids)))
     measured = [k for k, w in enumerate(work) if w.parsed.placements]
     tol = Tolerances(cfg.tolerance, cfg.relation_tolerance, cfg.scale, cfg.adjacent_gap, cfg.outside,
                      cfg.floor_covering)
@@ -188,7 +161,7 @@ def score_rows(rows: list[dict[str, Any]], cfg: Any, judge: Judge, fallback: Jud
     for row, w in zip(rows, work, strict=True):
         if cfg.preset == "metaspatial-v1":
             objects, placeholder = _v1_objects(w.scene, row)
-            w.v1_result, w.v1_updated = v1.prepare(_text(row), objects)
+            w.v1_result, w.v1_updated = v1.prepare(contract.response(row.get(RESPONSE)), objects)
             if w.v1_updated is not None:
                 w.v1_updated = [{k: v for k, v in o.items() if not (k == "position" and v is placeholder)}
                                 for o in w.v1_updated]
@@ -217,27 +190,21 @@ def add_returns(rows: list[dict[str, Any]], gamma: float, mode: str) -> None:
     from rows of the same `trajectory_id` with a lower `turn` in this chunk; alone, return = reward."""
     by_trajectory: dict[Any, dict[int, float]] = {}
     for row in rows:
-        if row.get("trajectory_id") is not None and row.get("turn") is not None:
-            by_trajectory.setdefault(row["trajectory_id"], {})[int(row["turn"])] = row["reward"]
+        turn = contract.turn(row.get(TURN))
+        if row.get("trajectory_id") is not None and turn is not None:
+            by_trajectory.setdefault(row["trajectory_id"], {})[turn] = row["reward"]
     for row in rows:
-        earlier = _history_rewards(row.get("history"))
-        if earlier is None and row.get("trajectory_id") is not None and row.get("turn") is not None:
+        earlier = _history_rewards(row)
+        turn = contract.turn(row.get(TURN))
+        if earlier is None and row.get("trajectory_id") is not None and turn is not None:
             turns = by_trajectory[row["trajectory_id"]]
-            earlier = [turns[t] for t in sorted(turns) if t < int(row["turn"])]
+            earlier = [turns[t] for t in sorted(turns) if t < turn]
         row["return"] = reward_mod.trajectory_return((earlier or []) + [row["reward"]], gamma, mode)
 
 
-def _history_rewards(value: Any) -> list[float] | None:
-    try:
-        history = json.loads(value) if isinstance(value, str) and value.strip() else value
-    except json.JSONDecodeError:
+def _history_rewards(row: dict[str, Any]) -> list[float] | None:
+    """The earlier turns' rewards from the row's history; None without one, or if a turn was not scored."""
+    rewards = [entry["reward"] for entry in contract.history(row.get(HISTORY))]
+    if not rewards or any(r is None for r in rewards):
         return None
-    if not isinstance(history, list) or not history:
-        return None
-    rewards = []
-    for entry in history:
-        value = entry.get("reward") if isinstance(entry, dict) else None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return None
-        rewards.append(float(value))
-    return rewards
+    return [float(r) for r in rewards]

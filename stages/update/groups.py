@@ -20,9 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from stages.core import dataset as ds
+from stages.core import rows as rows_codec
+from stages.core.columns import HISTORY, IMAGE, PROMPT, RESPONSE, RESPONSE_TOKEN_IDS, TURN
 from stages.core.errors import UserError, where
 
-REQUIRED = ["prompt", "response"]
+REQUIRED = [PROMPT, RESPONSE]
+CHECKED = [RESPONSE, TURN, IMAGE, HISTORY, RESPONSE_TOKEN_IDS]
+"""Contract columns decoded up front (`stages.core.rows.check`) when the dataset has them."""
 SHOWN = 5  # how many offending rows/groups an error message lists
 
 
@@ -91,8 +95,7 @@ def select_rows(rows: list[dict[str, Any]], turns: str, split: str | None, direc
 
 
 def _token_ids(row: dict[str, Any]) -> list[int] | None:
-    ids = row.get("response_token_ids")
-    return None if ids is None else [int(t) for t in ids]
+    return rows_codec.token_ids(row.get(RESPONSE_TOKEN_IDS))
 
 
 def _logprobs(row: dict[str, Any]) -> list[float] | None:
@@ -178,6 +181,7 @@ def load_groups(directory: Path, turns: str, reward_column: str, split: str | No
     rows = table.to_pylist()
     if not rows:
         raise UserError(f"{directory}: has no rows")
+    rows_codec.check(rows, CHECKED, directory)
     indices = select_rows(rows, turns, split, directory)
     keys = group_columns(rows, indices, turns, group_by)
     ds.require_columns(table, REQUIRED + keys + [reward_column], directory)

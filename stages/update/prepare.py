@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stages.core import vlm
-from stages.core.errors import UserError
+from stages.core import rows, vlm
+from stages.core.columns import RESPONSE_TOKEN_IDS
+from stages.core.errors import UserError, where
 from stages.core.paths import confined
 
 from .groups import Group, Sample
@@ -40,7 +41,7 @@ def _image_path(input_dir: Path, ref: Any) -> str:
 
 def sample_chat(sample: Sample, input_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """The sample's chat with image placeholders, and the image files that fill them, in order."""
-    messages = vlm.build_messages(sample.prompt, sample.image, vlm.parse_history(sample.history))
+    messages = vlm.build_messages(sample.prompt, sample.image, rows.history(sample.history))
     paths = [_image_path(input_dir, ref) for ref in vlm.message_images(messages)]
     stripped = [{**m, "content": [{"type": "image"} if part.get("type") == "image" else part
                                   for part in m["content"]]} if isinstance(m["content"], list) else m
@@ -65,10 +66,11 @@ def _prompt_ids(processor: Any, messages: list[dict[str, Any]], paths: list[str]
     return [int(t) for t in encoded["input_ids"][0]]
 
 
-def _completion_ids(sample: Sample, tokenizer: Any) -> list[int]:
-    """The sampled tokens; for datasets without them, the response text tokenized, ended by EOS."""
+def _completion_ids(sample: Sample, tokenizer: Any, input_dir: Path) -> list[int]:
+    """The sampled tokens, each checked against the tokenizer's vocabulary (an id beyond it would
+    fail inside the embedding); for datasets without them, the response text tokenized, ended by EOS."""
     if sample.token_ids is not None:
-        return sample.token_ids
+        return rows.token_ids(sample.token_ids, where(input_dir, sample.row, RESPONSE_TOKEN_IDS), len(tokenizer))
     return list(tokenizer(sample.response, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
 
 
@@ -89,7 +91,7 @@ def encode_groups(groups: list[Group], processor: Any, input_dir: Path, max_leng
             chats.append(prompts[key][0])
             paths.append(prompts[key][1])
             prompt_ids.append(prompts[key][2])
-        completions = [_completion_ids(s, tokenizer) for s in group.samples]
+        completions = [_completion_ids(s, tokenizer, input_dir) for s in group.samples]
         length = max(len(p) + len(c) for p, c in zip(prompt_ids, completions, strict=True))
         if length > max_length:
             too_long.append(group.group_id)
