@@ -169,7 +169,7 @@ def test_bad_scene_names_the_row(scored: Path, tmp_path: Path):
     source.mkdir()
     rows.to_parquet(source / "train-00000-of-00001.parquet")
     code, out = cli("export", "--input", source, "--output", tmp_path / "out")
-    assert code == 2 and "row 3" in out and "room_size.x" in out
+    assert code == 2 and "row 3" in out and "field room_x" in out
     assert not (tmp_path / "out").exists()
 
 

@@ -110,14 +110,15 @@ def feedback(value: Any, at: str = FEEDBACK) -> dict[str, Any] | None:
     return data
 
 
-def object_scores(value: Any, at: str = OBJECT_SCORES) -> dict[str, float] | None:
-    """Score's per-object scores {id: number}; None when the layout was not measured."""
+def object_scores(value: Any, at: str = OBJECT_SCORES) -> dict[str, dict[str, float]]:
+    """Score's per-object scores {id: {measure: number}}; {} when the layout was not measured.
+    A value that is not a finite number carries no score and is left out."""
     data = _json(value, at)
     if data is None:
-        return None
-    if not isinstance(data, dict) or not all(isinstance(k, str) and _is_number(v) for k, v in data.items()):
-        raise UserError(f"{at}: must be a JSON object of finite numbers by object id")
-    return {k: float(v) for k, v in data.items()}
+        return {}
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise UserError(f"{at}: must be a JSON object {{id: {{measure: number}}}}")
+    return {str(oid): {str(k): float(v) for k, v in scores.items() if _is_number(v)} for oid, scores in data.items()}
 
 
 def reference_layout(value: Any, at: str = REFERENCE_LAYOUT) -> dict[str, list[float]] | None:

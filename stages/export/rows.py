@@ -9,7 +9,6 @@ they are parsed, and their defects reported in the export).
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,12 @@ from typing import Any
 import pyarrow as pa
 
 from stages.core import dataset as ds
+from stages.core import rows as contract
+from stages.core.columns import OBJECT_SCORES, RESPONSE, SCENE_COLUMNS
 from stages.core.errors import UserError
 from stages.core.scene import Scene, SceneError
 
-NEEDS = ["scene", "response", "room_x", "room_y", "room_z"]
+NEEDS = [*SCENE_COLUMNS, RESPONSE]
 BEST_NEEDS = ["room_id", "reward"]
 SOURCE = "_export_source"
 """Private key: the dataset a row was read from (its images are linked from there); never written."""
@@ -63,11 +64,12 @@ def select_rows(input_dir: Path, candidates: list[Path], best_per: str | None) -
     """The rows to export (each tagged with its source dataset) and the schema of their columns."""
     tables = [(path, read_dataset(path, best_per)) for path in [input_dir, *candidates]]
     labelled: list[tuple[str, dict[str, Any]]] = []
-    cache: dict[tuple, Scene] = {}
     for path, table in tables:
-        for index, row in enumerate(table.to_pylist()):
+        table_rows = table.to_pylist()
+        contract.check(table_rows, [RESPONSE, OBJECT_SCORES], path)
+        for index, row in enumerate(table_rows):
             where = f"{path}, row {index}"
-            scene_of(row, cache, where)
+            scene_of(row, where)
             row[SOURCE] = str(path)
             labelled.append((where, row))
     rows = best_per_room(labelled) if best_per else [row for _, row in labelled]
@@ -75,18 +77,10 @@ def select_rows(input_dir: Path, candidates: list[Path], best_per: str | None) -
     return rows, schema
 
 
-def scene_of(row: dict[str, Any], cache: dict[tuple, Scene], where: str) -> Scene:
-    """The row's scene (decoded once per distinct scene and room size); errors name `where`."""
-    key = (row["scene"], row["room_x"], row["room_y"], row["room_z"])
-    if key not in cache:
-        try:
-            graph = json.loads(row["scene"]) if isinstance(row["scene"], str) else row["scene"]
-        except json.JSONDecodeError as err:
-            raise SceneError(f"{where}, field scene: not valid JSON ({err.msg})") from None
-        size = {"x": row["room_x"], "y": row["room_y"], "z": row["room_z"]}
-        scene = Scene.from_idesign(graph, size, where=f"{where}, field scene")
-        if "floor" in scene.ids:
-            raise SceneError(f"{where}, field scene: object id 'floor' clashes with the room's floor node")
-        cache[key] = scene
-    return cache[key]
+def scene_of(row: dict[str, Any], where: str) -> Scene:
+    """The row's scene (`Scene.from_row`), which must not name an object 'floor' (a glTF node of its own)."""
+    scene = Scene.from_row(row, where)
+    if "floor" in scene.ids:
+        raise SceneError(f"{where}, field scene: object id 'floor' clashes with the room's floor node")
+    return scene
 

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from stages.core import dataset as ds
-from stages.core.answer import parse_answer
+from stages.core.columns import OBJECT_SCORES
 from stages.core.render import Arrangement
 from stages.core.render.assets import AssetLibrary
+from stages.core.rows import answer, object_scores
 from stages.core.scene import Scene, layout_elements
 
 from .gltf import build_scene, glb_bytes
@@ -44,18 +45,6 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def object_scores(row: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """The score stage's per-object scores, finite numbers only (the column is untrusted JSON)."""
-    try:
-        data = json.loads(row.get("object_scores") or "{}")
-    except (TypeError, ValueError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {str(oid): {k: v for k, v in scores.items() if _finite(v)}
-            for oid, scores in data.items() if isinstance(scores, dict)}
-
-
 def scene_extras(row: dict[str, Any]) -> dict[str, Any]:
     extras: dict[str, Any] = {k: row[k] for k in IDENTITY if isinstance(row.get(k), (str, int))}
     extras.update({k: row[k] for k in METRICS if _finite(row.get(k))})
@@ -77,15 +66,15 @@ def idesign_graph(scene: Scene, arr: Arrangement) -> list[dict[str, Any]]:
 
 def layout_scene(row: dict[str, Any], scene: Scene, assets: AssetLibrary | None):
     """(glTF scene, arrangement) of a row: its answer parsed against its scene (never raises on the answer)."""
-    parsed = parse_answer(row["response"], scene.ids)
+    parsed = answer(row, scene.ids)
     arr = Arrangement.from_scene(scene, parsed.placements, omitted=parsed.missing, error=parsed.error,
                                  unknown=parsed.unknown)
-    return build_scene(arr, assets, scene_extras(row), object_scores(row)), arr
+    return build_scene(arr, assets, scene_extras(row), object_scores(row.get(OBJECT_SCORES))), arr
 
 
 def row_glb(row: dict[str, Any], where: str) -> bytes:
     """The .glb of one dataset row with procedural meshes (what `report` shows); SceneError names `where`."""
-    return glb_bytes(layout_scene(row, scene_of(row, {}, where), None)[0])
+    return glb_bytes(layout_scene(row, scene_of(row, where), None)[0])
 
 
 class Exporter:
@@ -95,12 +84,11 @@ class Exporter:
         self.output = output
         self.assets = AssetLibrary(assets) if assets is not None else None
         self.fingerprint = json.dumps([str(assets.resolve()) if assets else None])
-        self.scenes: dict[tuple, Scene] = {}
 
     def export(self, row: dict[str, Any]) -> dict[str, Any]:
         """The row with its export columns (the files are on disk when this returns)."""
         source = Path(row.pop(SOURCE))
-        scene = scene_of(row, self.scenes, where=str(source))
+        scene = scene_of(row, str(source))
         gltf_scene, arr = layout_scene(row, scene, self.assets)
         folder = f"{SCENES_DIR}/{folder_name(row, self.fingerprint)}"
         (self.output / folder).mkdir(parents=True, exist_ok=True)
