@@ -15,21 +15,27 @@ from typing import Any
 
 import typer
 
+from .eval_metrics import METRICS
 from .options import err_console
+from .report_renders import REPORT_PIXELS
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1200px;color:#222;
 padding:0 1rem}
-h1{margin-bottom:.2rem}.sub{color:#666;margin-top:0}
-table{border-collapse:collapse;margin:1rem 0;font-size:.92rem}
-th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}th{background:#f3f3f3}
-td:first-child,th:first-child{text-align:left}
+h1{margin-bottom:.2rem}.sub,.note{color:#666;margin-top:0}.note{font-size:.85rem;overflow-wrap:anywhere}
+.wide{overflow-x:auto}
+table{border-collapse:collapse;margin:1rem 0 .4rem;font-size:.88rem}
+th,td{border:1px solid #ccc;padding:.3rem .5rem;text-align:right}th{background:#f3f3f3;vertical-align:bottom}
+td{white-space:nowrap}td:first-child,th:first-child{text-align:left}
+td.model{white-space:normal;overflow-wrap:anywhere;max-width:16em}
 .plots img{max-width:48%;margin:.3rem}
-.row{display:flex;flex-wrap:wrap;gap:.8rem;margin-bottom:1.5rem}
-figure{margin:0;width:220px}figure img{width:220px;border:1px solid #ddd}
-figcaption{font-size:.85rem;color:#444}.missing{width:220px;height:220px;background:#eee;display:flex;
-align-items:center;justify-content:center;color:#888}
+.row{display:flex;flex-wrap:wrap;gap:1rem;margin-bottom:1.5rem}
+figure{margin:0;width:380px}figure img{width:380px;height:auto;display:block;border:1px solid #ddd;box-sizing:border-box}
+figcaption{font-size:.85rem;color:#444;margin-top:.3rem;overflow-wrap:anywhere}
+.missing{width:380px;height:380px;background:#eee;display:flex;align-items:center;justify-content:center;color:#888}
 """
+# Table headings of the score columns: the eval table's own (format reward is the eval's "fmt rwd").
+HEADINGS = {key: heading for key, heading, _ in METRICS}
 
 
 def _img(data: bytes, alt: str) -> str:
@@ -45,58 +51,74 @@ def _number(text: Any) -> str:
         return html.escape(str(text))
 
 
-def _table(heads: list[str], rows: list[list[Any]]) -> str:
+def _table(heads: list[str], rows: list[list[str]]) -> str:
+    """Cells are HTML already (escaped by the caller)."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in heads)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    body = "".join("<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f"<div class=wide><table><tr>{head}</tr>{body}</table></div>"
+
+
+def _picture_html(pic: Any) -> str:
+    from .report_renders import plan_png
+
+    data = plan_png(pic.row) or (pic.path.read_bytes() if pic.path is not None else None)
+    image = _img(data, pic.caption) if data else "<div class=missing>no render</div>"
+    reward = "" if pic.reward is None else f" — reward {_number(pic.reward)}"
+    title = f' title="{html.escape(pic.title)}"' if pic.title else ""
+    return f"<figure{title}>{image}<figcaption>{html.escape(pic.caption)}{reward}</figcaption></figure>"
 
 
 def _gallery(title: str, gallery: list[tuple[str, list[Any]]]) -> str:
     if not gallery:
         return ""
-    parts = [f"<h2>{html.escape(title)}</h2>"]
+    parts = [f"<h2>{html.escape(title)}</h2><p class=note>Each answer drawn again as a plan at "
+             f"{REPORT_PIXELS} px; the first sample of each room.</p>"]
     for room_id, pictures in gallery:
         parts.append(f"<h3>room {html.escape(room_id)}</h3><div class=row>")
-        for pic in pictures:
-            reward = "" if pic.reward is None else f" — reward {_number(pic.reward)}"
-            image = (_img(pic.path.read_bytes(), pic.caption) if pic.path is not None
-                     else '<div class=missing>no render</div>')
-            parts.append(f"<figure>{image}<figcaption>{html.escape(pic.caption)}{reward}</figcaption></figure>")
+        parts.extend(_picture_html(pic) for pic in pictures)
         parts.append("</div>")
     return "".join(parts)
+
+
+def _training(stats: list[Any], updates: list[dict[str, Any]]) -> list[str]:
+    from . import report_data as data
+    from . import report_plots as plots
+
+    heads = ["iteration", "turn", "samples", *[HEADINGS.get(c, c) for c in data.CURVE_COLUMNS]]
+    rows = [[str(s.iteration), str(s.turn), str(s.rows), *[_number(s.means[c]) for c in data.CURVE_COLUMNS]]
+            for s in stats]
+    images = [_img(plots.reward_curve(stats), "mean reward per iteration"),
+              _img(plots.component_curves(stats), "reward components per iteration")]
+    curve = plots.update_curves(updates)
+    if curve is not None:
+        images.append(_img(curve, "update metrics"))
+    return ["<h2>Training</h2>", _table(heads, rows), "<p class=note>↓ lower is better; unsupported: share of "
+            "furniture floating or sunk</p>", "<div class=plots>" + "".join(images) + "</div>"]
+
+
+def _evaluation(evals: list[dict[str, str]]) -> list[str]:
+    heads = {"model": "model", "rooms": "rooms", "samples": "samples"}
+    heads |= {key: heading for key, heading in HEADINGS.items() if key != "format_reward"} | {"reward_sem": "± s.e."}
+    cols = [c for c in heads if c in evals[0]]
+    rows = [[f'<td class=model title="{html.escape(r.get("path", ""))}">{html.escape(r["model"])}</td>'
+             if c == "model" else _number(r[c]) for c in cols] for r in evals]
+    paths = "; ".join(f"<b>{html.escape(r['model'])}</b>: <code>{html.escape(r['path'])}</code>"
+                      for r in evals if r.get("path") and r["path"] != r["model"])
+    return ["<h2>Evaluation on held-out rooms</h2>", _table([heads[c] for c in cols], rows),
+            f"<p class=note>{paths}</p>" if paths else ""]
 
 
 def build_report(run_dir: Path, rooms: int = 2, extra: str = "") -> str:
     """The HTML text of the report of `run_dir`; `extra` is appended (the 3D section, see report_3d.py)."""
     from . import report_data as data
-    from . import report_plots as plots
 
     stats = data.turn_stats(run_dir)
-    updates = data.update_metrics(run_dir)
     evals = data.eval_table(run_dir)
     parts = [f"<h1>metaspatial run report</h1><p class=sub>{html.escape(str(run_dir))}</p>"]
-    if stats:
-        parts.append("<h2>Training</h2>")
-        rows = [[s.iteration, s.turn, s.rows, *[_number(s.means[c]) for c in data.CURVE_COLUMNS]] for s in stats]
-        parts.append(_table(["iteration", "turn", "samples", *data.CURVE_COLUMNS], rows))
-        images = [_img(plots.reward_curve(stats), "mean reward per iteration"),
-                  _img(plots.component_curves(stats), "reward components per iteration")]
-        curve = plots.update_curves(updates)
-        if curve is not None:
-            images.append(_img(curve, "update metrics"))
-        parts.append("<div class=plots>" + "".join(images) + "</div>")
-    else:
-        parts.append("<p>No scored rollouts in this run yet.</p>")
+    parts += _training(stats, data.update_metrics(run_dir)) if stats else ["<p>No scored rollouts in this run yet.</p>"]
     if evals:
-        parts.append("<h2>Evaluation on held-out rooms</h2>")
-        from .eval_metrics import METRICS
-
-        # the eval table's columns (format reward left out: the reward column already says it)
-        heads = {"model": "model", "rooms": "rooms", "samples": "samples"}
-        heads |= {key: heading for key, heading, _ in METRICS if key != "format_reward"} | {"reward_sem": "± s.e."}
-        cols = [c for c in heads if c in evals[0]]
-        parts.append(_table([heads[c] for c in cols],
-                            [[_number(r[c]) if c != "model" else html.escape(r[c]) for c in cols] for r in evals]))
+        parts += _evaluation(evals)
     parts.append(_gallery("Renders across iterations and turns", data.training_gallery(run_dir, rooms)))
     parts.append(_gallery("Held-out renders per evaluated model", data.eval_gallery(run_dir, rooms)))
     parts.append(extra)
@@ -113,8 +135,12 @@ def register(app: typer.Typer) -> None:
         rooms: int = typer.Option(2, "--rooms", min=1, help="Rooms shown in each gallery."),
     ) -> None:
         """Write a self-contained HTML report of a run: curves, tables, render galleries."""
-        if not run_dir.is_dir():
-            err_console.print(f"[bold red]error:[/] {run_dir}: no such run directory", highlight=False)
+        from .report_data import is_run
+
+        if not run_dir.is_dir() or not is_run(run_dir):
+            what = "no such directory" if not run_dir.is_dir() else "not a run directory (no _recipe/, iter-*/ or " \
+                "eval/eval.csv: make one with `metaspatial recipe run`)"
+            err_console.print(f"[bold red]error:[/] {run_dir}: {what}", highlight=False)
             raise typer.Exit(2)
         target = output or run_dir / "report.html"
         from .report_3d import section

@@ -16,11 +16,11 @@ from typing import Any
 from stages.core import dataset as ds
 from stages.core.errors import UserError
 
-from .eval_metrics import finite_mean
+from .eval_metrics import finite_mean, short_labels
 
 TURN_DIR = re.compile(r"^iter-(\d+)/turn-(\d+)$")
-CURVE_COLUMNS = ("reward", "format_reward", "collision_ratio", "out_of_bounds_ratio", "constraint_ratio",
-                 "judge_score")
+CURVE_COLUMNS = ("reward", "format_reward", "collision_ratio", "out_of_bounds_ratio", "support_ratio",
+                 "constraint_ratio", "judge_score")
 IMAGE_COLUMNS = ("render_perspective", "render_topdown")
 
 
@@ -38,6 +38,14 @@ class Picture:
     caption: str
     path: Path | None
     reward: float | None
+    row: dict[str, Any] = field(default_factory=dict)  # to draw the layout again at the report's size
+    title: str = ""  # shown on hover: the model's path in the eval gallery
+
+
+def is_run(run_dir: Path) -> bool:
+    """Whether `run_dir` looks like a workdir of `recipe run` (or one laid out the same way by hand)."""
+    return ((run_dir / "_recipe").is_dir() or (run_dir / "recipe.log").is_file()
+            or any(run_dir.glob("iter-*/turn-*")) or (run_dir / "eval" / "eval.csv").is_file())
 
 
 def _dataset_dirs(run_dir: Path, stage: str) -> list[tuple[int, int, Path]]:
@@ -82,18 +90,20 @@ def update_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def eval_table(run_dir: Path) -> list[dict[str, str]]:
+    """eval.csv's rows; a model evaluated without --label (its name is its path) gets a short name."""
     path = run_dir / "eval" / "eval.csv"
     if not path.is_file():
         return []
     with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
+        rows = list(csv.DictReader(fh))
+    short = short_labels([r.get("path") or r["model"] for r in rows])
+    return [{**r, "model": s if r["model"] == r.get("path") else r["model"]} for r, s in zip(rows, short, strict=True)]
 
 
-def _picture(directory: Path, row: dict[str, Any], caption: str) -> Picture:
-    for column in IMAGE_COLUMNS:
-        if ds.is_image_ref(row.get(column)) and (directory / row[column]).is_file():
-            return Picture(caption, directory / row[column], row.get("reward"))
-    return Picture(caption, None, row.get("reward"))
+def _picture(directory: Path, row: dict[str, Any], caption: str, title: str = "") -> Picture:
+    stored = next((directory / row[c] for c in IMAGE_COLUMNS
+                   if ds.is_image_ref(row.get(c)) and (directory / row[c]).is_file()), None)
+    return Picture(caption, stored, row.get("reward"), row, title)
 
 
 def _first_sample(rows: list[dict[str, Any]], room_id: str) -> dict[str, Any] | None:
@@ -128,14 +138,16 @@ def eval_gallery(run_dir: Path, rooms: int) -> list[tuple[str, list[Picture]]]:
     tables = [t for t in tables if t[1]]
     if not tables:
         return []
-    labels = [row["model"] for row in table] or [p.parent.name for p, _ in tables]
     room_ids = list(dict.fromkeys(r["room_id"] for r in tables[0][1]))[:rooms]
     gallery = []
     for room_id in room_ids:
         pictures = []
-        for label, (path, rows) in zip(labels, tables, strict=False):  # eval.csv may lag behind
+        for directory, rows in tables:
+            number = int(directory.parent.name.split("-")[1])  # model-K is the K-th row of eval.csv
+            label, path = ((table[number - 1]["model"], table[number - 1].get("path", "")) if number <= len(table)
+                           else (directory.parent.name, ""))  # eval.csv is written last
             row = _first_sample(rows, room_id)
             if row is not None:
-                pictures.append(_picture(path, row, label))
+                pictures.append(_picture(directory, row, label, path))
         gallery.append((room_id, pictures))
     return gallery

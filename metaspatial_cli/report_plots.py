@@ -8,7 +8,8 @@ from typing import Any
 from .report_data import TurnStats
 
 COMPONENTS = {"collision_ratio": "collision ratio", "out_of_bounds_ratio": "out-of-bounds ratio",
-              "constraint_ratio": "constraint violation ratio", "format_reward": "format reward"}
+              "support_ratio": "unsupported ratio", "constraint_ratio": "constraint violation ratio",
+              "format_reward": "format reward"}
 
 
 def _png(fig: Any) -> bytes:
@@ -56,7 +57,7 @@ def component_curves(stats: list[TurnStats]) -> bytes:
     for column, label in COMPONENTS.items():
         ax.plot([s.iteration for s in chosen], [s.means[column] for s in chosen], marker="o", label=label)
     ax.set_xticks(sorted(last))
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)  # below: never over a line
     return _png(fig)
 
 
