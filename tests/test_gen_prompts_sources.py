@@ -208,6 +208,30 @@ def test_hf_parquet_import(tmp_path):
         assert row["num_objects"] == len(objects(room)) and pd.isna(row["reference_layout"])
 
 
+def test_paper_template_reproduces_the_datasets_problem_text(tmp_path):
+    """--template paper: the prompt is the dataset's `problem` verbatim, the room image in place of its
+    leading <image> marker, so the chat holds the tokens the paper's code built (it swapped the marker
+    for the image tokens in the templated prompt)."""
+    from stages.core import vlm
+    from stages.core.tiny_vlm import build_tiny_vlm
+
+    rows = [hf_row(synthetic.make_room(4, i)) for i in range(3)]
+    data = write_hf(tmp_path / "train-00000-of-00001.parquet", rows)
+    code, log = cli("gen-prompts", "--source", "hf", "--input", data, "--output", tmp_path / "p",
+                    "--image-size", 64, "--template", "paper")
+    assert code == 0, log
+    df = pd.read_parquet(tmp_path / "p")
+    processor = vlm.load_processor(build_tiny_vlm(tmp_path / "tiny"))
+    for row in rows:
+        prompt = df.loc[df["room_id"] == json.loads(row["answer"])["room_name"], "prompt"].item()
+        assert prompt == row["problem"].removeprefix("<image>")
+        chat = vlm.chat_text(processor, vlm.build_messages(prompt, "room.png"))
+        image_tokens = "<|vision_start|><|image_pad|><|vision_end|>"
+        assert f"<|im_start|>user\n{row['problem'].replace('<image>', image_tokens)}<|im_end|>" in chat
+    code, log = cli("gen-prompts", "--num-rooms", 2, "--output", tmp_path / "s", "--template", "paper")
+    assert code == 2 and "$problem is only filled by --source hf" in log and not (tmp_path / "s").exists()
+
+
 # ------------------------------------------------------------------ the idesign source (a folder of scene graphs)
 
 def test_idesign_folder_import(tmp_path):

@@ -48,7 +48,8 @@ class Config(StageConfig):
     sizes: Path | None = None
     """idesign source: a JSON file mapping each scene file's room to {description, room_size}."""
     template: str = "default"
-    """Prompt template: a built-in name (default, concise) or a text file with $placeholders."""
+    """Prompt template: a built-in name (default, concise, paper: the hf dataset's own prompt text) or a text
+    file with $placeholders."""
     test_fraction: float = Field(default=0.1, ge=0.0, le=1.0)
     """Share of rooms assigned to split 'test' (deterministic by room id)."""
     image_size: int = Field(default=512, ge=64, le=4096)
@@ -107,7 +108,8 @@ def split_of(room_id: str, test_fraction: float) -> str:
 
 
 def load_rooms(cfg: Config) -> list[dict[str, Any]]:
-    prompt_mod.load_template(cfg.template)  # fail on a bad template before anything is written
+    # fail on a bad template before anything is written
+    prompt_mod.check_source(prompt_mod.load_template(cfg.template), cfg.source)
     if cfg.source == "llm":  # descriptions; the rooms are asked for chunk by chunk
         return llm.descriptions(cfg.descriptions, cfg.num_rooms, cfg.seed)
     if cfg.source == "jsonl":
@@ -144,7 +146,7 @@ def _row(rec: dict[str, Any], cfg: Config, ctx: Context, template: Any) -> dict[
         "preference": rec["preference"], "room_x": float(scene.size.x), "room_y": float(scene.size.y),
         "room_z": float(scene.size.z), "scene": json.dumps(scene.to_idesign(with_positions=False)),
         "num_objects": len(scene.objects), "reference_layout": json.dumps(reference) if reference else None,
-        "prompt": prompt_mod.fill(template, scene, rec["preference"]),
+        "prompt": prompt_mod.fill(template, scene, rec["preference"], rec.get("problem")),
         "image": _empty_room_image(scene, cfg.image_size, ctx),
     }
     ctx.advance(1)

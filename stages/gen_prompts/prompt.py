@@ -2,7 +2,8 @@
 
 Templates use `$name` placeholders (Python's string.Template: plain substitution, no code).
 Available: room_type, room_x, room_y, room_z, preference, num_objects, scene_json, object_ids,
-first_id. The answer format asked for is the paper's:
+first_id, and for the hf source problem: the dataset's own prompt text (the built-in template
+`paper` is just that, so a reproduction sees the paper's prompts verbatim). The answer format asked for is the paper's:
 `<think>...</think><answer>[{"new_object_id": ..., "x": ..., "y": ..., "z": ...}, ...]</answer>`.
 """
 
@@ -17,7 +18,9 @@ from stages.core.scene import Scene
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 PLACEHOLDERS = {"room_type", "room_x", "room_y", "room_z", "preference", "num_objects", "scene_json",
-                "object_ids", "first_id"}
+                "object_ids", "first_id", "problem"}
+SOURCE_ONLY = {"problem": "hf"}
+"""Placeholders only one source can fill."""
 
 
 def builtin_templates() -> list[str]:
@@ -51,8 +54,16 @@ def scene_json(scene: Scene) -> str:
     return "[\n" + ",\n".join(lines) + "\n]"
 
 
-def fill(template: string.Template, scene: Scene, preference: str) -> str:
+def check_source(template: string.Template, source: str) -> None:
+    """A template may use a source's own placeholder only with that source."""
+    for name in set(template.get_identifiers()) & set(SOURCE_ONLY):
+        if SOURCE_ONLY[name] != source:
+            raise UserError(f"--template: ${name} is only filled by --source {SOURCE_ONLY[name]} (not {source})")
+
+
+def fill(template: string.Template, scene: Scene, preference: str, problem: str | None = None) -> str:
     return template.substitute(
+        problem=problem or "",
         room_type=scene.room_type or "room", room_x=f"{scene.size.x:g}", room_y=f"{scene.size.y:g}",
         room_z=f"{scene.size.z:g}", preference=preference.strip() or "a comfortable, practical room",
         num_objects=len(scene.objects), scene_json=scene_json(scene), object_ids=", ".join(scene.ids),

@@ -42,7 +42,7 @@ def room_record(raw: dict[str, Any], where: str, source: str) -> dict[str, Any]:
                                where=f"{where}, field scene_graph")
     return {"room_id": str(raw["room_id"]), "description": description, "room_type": room_type,
             "preference": raw.get("preference") or description, "room_size": scene.size.as_dict(),
-            "scene_graph": raw["scene_graph"], "source": source}
+            "scene_graph": raw["scene_graph"], "source": source, "problem": raw.get("problem")}
 
 
 def check_unique(records: list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
@@ -67,6 +67,8 @@ def from_jsonl(path: Path | None) -> list[dict[str, Any]]:
 
 HF_MARKER = "## Input JSON Data:"
 HF_COLUMNS = ("problem", "answer")
+HF_IMAGE_MARKER = "<image>"
+"""Where the paper's prompts place the room image (at the start of every `problem`)."""
 BACKTRACKED = "scene_graph-backtracked.json"
 
 
@@ -219,6 +221,12 @@ def hf_hub_rows(dataset: str, split: str) -> list[tuple[Any, Any, str]]:
     return [(row["problem"], row["answer"], f"{dataset} ({split}), row {i}") for i, row in enumerate(data)]
 
 
+def problem_text(problem: str) -> str:
+    """The dataset's prompt without its leading image marker: the image goes before the text in the
+    chat, where the paper's code put the image tokens in place of the marker, so the tokens agree."""
+    return problem[len(HF_IMAGE_MARKER):] if problem.startswith(HF_IMAGE_MARKER) else problem
+
+
 def hf_record(problem: Any, answer: Any, where: str) -> dict[str, Any]:
     """One row of the paper's dataset as a room record; errors name the row and field."""
     if not isinstance(problem, str) or HF_MARKER not in problem:
@@ -240,5 +248,5 @@ def hf_record(problem: Any, answer: Any, where: str) -> dict[str, Any]:
             raise UserError(f"{where}, field answer.{key}: missing")
     parse_room_size(info["size_of_room"], f"{where}, field answer.size_of_room")
     raw = {"room_id": info["room_name"], "description": info["user_preference"], "preference": info["user_preference"],
-           "room_size": info["size_of_room"], "scene_graph": graph}
+           "room_size": info["size_of_room"], "scene_graph": graph, "problem": problem_text(problem)}
     return room_record(raw, where, "hf")
