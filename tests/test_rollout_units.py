@@ -108,3 +108,21 @@ def test_report_says_how_many_samples_were_cut_at_max_new_tokens(capsys):
     assert "3 of 4 samples (2 prompt(s)) stopped at --max-new-tokens" in capsys.readouterr().err
     rollout_module._report([row("a", "stop")], 1.0)
     assert "max-new-tokens" not in capsys.readouterr().err
+
+
+def test_paper_followup_repeats_the_full_response_and_reward_without_feedback():
+    """rollout --followup paper: the history entry asks for the paper's form, which the shared builder
+    (used again by update to rebuild the prompt) turns into task + full response + reward."""
+    response = "<think>long reasoning about the sofa</think><answer>[{\"new_object_id\": \"a\"}]</answer>"
+    row = {"turn": 1, "response": response, "reward": 0.4321, "feedback": '{"collisions": [["a", "b"]]}',
+           "prompt": "TASK", "image": "_images/room.png", "render_perspective": "_images/r1.png"}
+    history = history_of(row, Config(model="m", turn=2, followup="paper"))
+    assert history[-1]["followup"] == "paper"
+    messages = vlm.build_messages(row["prompt"], row["image"], history)
+    text = messages[0]["content"][1]["text"]
+    assert text.startswith("TASK\n") and response in text and "0.432" in text
+    assert "Overlapping" not in text and text.index(response) < text.index("0.432")
+    assert vlm.message_images(messages) == ["_images/r1.png"]  # the render of the previous layout
+    long = followup_text("T", {"response": "x" * 20000, "reward": None, "followup": "paper"})
+    assert "…(cut)" in long and "not scored" in long
+    assert "followup" not in history_of(row, Config(model="m", turn=2))[-1]  # the default form is unchanged

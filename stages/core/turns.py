@@ -7,6 +7,12 @@ list of what went wrong, next to the render of that layout. `history` entries ar
 `{"collisions": [[a, b], ...], "out_of_bounds": [ids], "violations": [{"object_id", "preposition",
 "target"}], "unsupported": [ids], "missing": [ids], "unknown": [ids], "duplicates": [ids],
 "parse_error": str | None}`; absent keys mean no such problem.
+
+An entry with `"followup": "paper"` asks for the paper's form of the next prompt instead (rollout
+--followup paper): the task prompt, the previous response in full (reasoning included) and its
+reward, without structured feedback, as MetaSpatial's training code builds it. That code formats
+the first prompt's token ids and the reward tensor into the text (upstream slips); here the prompt
+text and the reward as a number stand in, which is what it meant.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ MAX_ITEMS = 8
 """At most this many entries per kind of problem; the rest are counted ("+3 more")."""
 MAX_ANSWER_CHARS = 4000
 """A previous answer longer than this is cut (a runaway response must not swamp the prompt)."""
+MAX_RESPONSE_CHARS = 16000
+"""The paper's form repeats the whole response; cut beyond this (about the paper's 4000 tokens)."""
 
 _ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
@@ -59,10 +67,31 @@ def feedback_lines(feedback: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _reward_text(reward: Any) -> str:
+    return f"{reward:.3f}" if isinstance(reward, (int, float)) else "not scored"
+
+
+def paper_followup_text(prompt: str, last: dict[str, Any]) -> str:
+    """Turn k+1 in the paper's form: task, previous full response, previous reward, then the cue to
+    answer again (the sections of MetaSpatial's multi-turn prompt, in this project's words)."""
+    response = (last.get("response") or "").strip()
+    if len(response) > MAX_RESPONSE_CHARS:
+        response = response[:MAX_RESPONSE_CHARS] + " …(cut)"
+    return "\n".join([
+        prompt.rstrip(),
+        "That is the task. Your previous response and the reward it earned follow; write your next response.",
+        "=== Previous response ===", response,
+        "=== Previous reward ===", _reward_text(last.get("reward")),
+        "=== Next response ===",
+    ])
+
+
 def followup_text(prompt: str, last: dict[str, Any]) -> str:
-    """The prompt of turn k+1 from the task prompt and turn k's history entry."""
-    reward = last.get("reward")
-    reward_text = f"{reward:.3f}" if isinstance(reward, (int, float)) else "not scored"
+    """The prompt of turn k+1 from the task prompt and turn k's history entry (in the paper's form
+    when the entry asks for it)."""
+    if last.get("followup") == "paper":
+        return paper_followup_text(prompt, last)
+    reward_text = _reward_text(last.get("reward"))
     problems = feedback_lines(last.get("feedback"))
     parts = [
         prompt.rstrip(),

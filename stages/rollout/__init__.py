@@ -58,6 +58,9 @@ class Config(StageConfig):
     object exactly once, every centre inside the room."""
     guided_think_chars: int = Field(default=1500, ge=0)
     """With --guided: the most characters of reasoning before the answer is forced."""
+    followup: Literal["feedback", "paper"] = "feedback"
+    """Turn 2+: the prompt shows the task with the previous answer, its reward and structured feedback
+    (feedback), or the task with the previous full response and its reward only (paper: MetaSpatial's form)."""
     render_view: str = "perspective"
     """Turn 2+: which render of the previous layout the prompt shows (input column render_<view>)."""
     batch_size: int = Field(default=16, ge=1)

@@ -64,6 +64,7 @@ def history_of(row: dict[str, Any], cfg: Any) -> list[dict[str, Any]]:
         "turn": rows.turn(row.get(TURN)), "response": rows.response(row.get(RESPONSE)) or "",
         "reward": row.get(REWARD), "feedback": rows.feedback(row.get(FEEDBACK)),
         "image": rows.image(row.get(render_column(cfg))),
+        **({"followup": "paper"} if getattr(cfg, "followup", "feedback") == "paper" else {}),
     }]
     return history if cfg.images else [{**entry, "image": None} for entry in history]
 
