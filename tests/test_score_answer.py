@@ -50,7 +50,7 @@ def test_nan_infinity_bool_string_null_coordinates_are_each_reported():
             'Infinity, "z": 1}, {"new_object_id": "lamp_1", "x": true, "y": "1", "z": null}]')
     parsed = parse_answer(wrap(body), IDS)
     assert parsed.placements == {} and parsed.format_level == A.BAD_ENTRIES
-    assert len(parsed.problems) == 3 and "nan" in parsed.problems[0] and "true" in parsed.problems[2]
+    assert len(parsed.problems) == 3 and "NaN" in parsed.problems[0] and "true" in parsed.problems[2]
 
 
 def test_overflowing_literal_is_not_a_coordinate():

@@ -7,6 +7,7 @@ from functools import cache
 from pathlib import Path
 
 from stages import score
+from stages.core.answer import parse_answer
 from stages.core.scene import Scene
 from stages.score.judges import RulesJudge, make_judge
 from stages.score.scoring import score_rows
@@ -30,7 +31,12 @@ def probes() -> dict:
 
 def scene_row(room_id: str, response: str, **extra) -> dict:
     """A row as gen-prompts + rollout would write it for a fixture scene."""
-    raw = scenes()[room_id]
+    return raw_row(scenes()[room_id], response, **extra)
+
+
+def raw_row(raw: dict, response: str, **extra) -> dict:
+    """A row as gen-prompts + rollout would write it for a raw room (fixture or synthetic)."""
+    room_id = raw["room_id"]
     scene = Scene.from_idesign(raw["scene_graph"], raw["room_size"], room_id, raw["description"])
     size = raw["room_size"]
     return {"room_id": room_id, "preference": raw["description"], "room_x": float(size["x"]),
@@ -52,6 +58,13 @@ def answer_text(placements: dict[str, tuple[float, float, float]]) -> str:
 def gt_placements(room_id: str) -> dict[str, tuple[float, float, float]]:
     return {o["new_object_id"]: (o["position"]["x"], o["position"]["y"], o["position"]["z"])
             for o in scenes()[room_id]["scene_graph"][:-6]}
+
+
+def centres_inside(row: dict) -> bool:
+    """Whether every object the row's answer places has its centre inside the room (the in-room layouts)."""
+    placements = parse_answer(row["response"], list(gt_placements(row["room_id"]))).placements
+    room = (row["room_x"], row["room_y"], row["room_z"])
+    return all(0 <= c <= d for xyz in placements.values() for c, d in zip(xyz, room, strict=True))
 
 
 def score_library(rows: list[dict], **options) -> list[dict]:

@@ -9,10 +9,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from shapely.geometry import Polygon
-from test_score_data import answer_text, case_rows, gt_placements, scene_row, scenes, score_library
+from test_score_data import (
+    answer_text,
+    case_rows,
+    centres_inside,
+    gt_placements,
+    scene_row,
+    scenes,
+    score_library,
+)
 
 from stages.core import physics
-from stages.core.answer import parse_answer
 
 ROOMS = list(scenes())
 
@@ -34,9 +41,10 @@ def test_rotated_footprint_overlap_agrees_with_shapely(a, b):
                                 half=np.array([[a[2], a[3], 0.5], [b[2], b[3], 0.5]]),
                                 angle=np.radians([a[4], b[4]]), on_floor=np.ones(2, bool), room=np.array([[5, 5, 3]]))
     overlap = physics.footprint_overlap(batch, np.array([0]), np.array([1]))[0]
-    area = Polygon(corners(*a)).intersection(Polygon(corners(*b))).area
+    pa, pb = Polygon(corners(*a)), Polygon(corners(*b))
+    interiors_meet = pa.intersects(pb) and not pa.touches(pb)  # GEOS's intersection area can be 0 for nested boxes
     if abs(overlap) > 1e-6:  # away from exact touching, where either answer is right
-        assert (overlap > 0) == (area > 1e-9)
+        assert (overlap > 0) == interiors_meet
 
 
 def _random_layout(rng, room_id):
@@ -95,16 +103,11 @@ def test_ordering_exact_perturbed_random_stacked(fixture_scores):
         if kinds["random_inside"] and kinds["stacked_same_point"]:
             assert np.mean(kinds["random_inside"]) > np.mean(kinds["stacked_same_point"]), room
     means = defaultdict(list)
-    for row in fixture_scores:
-        means[row["case_kind"]].append(row["reward"])
+    for row in fixture_scores:  # in-room layouts only: a perturbation may sink a rug's centre below the floor
+        if centres_inside(row):
+            means[row["case_kind"]].append(row["reward"])
     order = ["ground_truth", "perturb_small", "random_inside", "stacked_same_point"]
     assert [np.mean(means[k]) for k in order] == sorted((np.mean(means[k]) for k in order), reverse=True)
-
-
-def _centres_inside(row) -> bool:
-    placements = parse_answer(row["response"], list(gt_placements(row["room_id"]))).placements
-    room = (row["room_x"], row["room_y"], row["room_z"])
-    return all(0 <= c <= d for xyz in placements.values() for c, d in zip(xyz, room, strict=True))
 
 
 def test_outside_and_malformed_below_every_valid_in_room_layout(fixture_scores):
@@ -112,7 +115,7 @@ def test_outside_and_malformed_below_every_valid_in_room_layout(fixture_scores):
                      "gt_xy_z_zero", "code_fence_in_answer"}
     valid_in_room = [r["reward"] for r in fixture_scores
                      if r["case_kind"] in in_room_kinds and not json.loads(r["feedback"])["parse_error"]
-                     and _centres_inside(r)]
+                     and centres_inside(r)]
     outside = [r["reward"] for r in fixture_scores if r["case_kind"] == "random_anywhere"]
     malformed = [r["reward"] for r in fixture_scores if json.loads(r["feedback"])["parse_error"]]
     assert len(valid_in_room) > 80 and len(outside) > 10 and len(malformed) > 40

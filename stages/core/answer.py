@@ -10,18 +10,25 @@ Decisions (documented in the README):
   unwrapped and accepted without penalty: the JSON inside is what the model meant.
 * With several `<answer>` blocks the **last** one is parsed (models that correct themselves write the
   final answer last) and the answer is flagged as a tag problem.
-* Only strict JSON numbers count as coordinates: `NaN`, `Infinity`, overflowing literals (`1e999`),
-  booleans, strings, nulls and nested values are each reported and dropped.
+* The answer must be strict JSON, and unambiguous: a key repeated within one object (two `"x"`, two
+  `"new_object_id"`) and a `NaN` / `Infinity` literal anywhere are format errors, never "last wins".
+  Integers too long for Python's `int` read as an overflowing number (not a JSON error).
+* A coordinate is a JSON number (not a boolean) whose value is finite and at most `MAX_COORDINATE`
+  metres from the origin; `NaN`, `Infinity`, overflowing literals (`1e999`, 400-digit integers),
+  absurd values (`1e308`), booleans, strings, nulls and nested values are each reported and dropped.
+  So every placement is a finite, bounded number that no later arithmetic can overflow.
+* Fields an entry has beyond `new_object_id`, `x`, `y`, `z` are ignored (when they are strict JSON).
 * Alternative shapes (`{"objects": [...]}`, `{id: {x, y, z}}`, `{id: [x, y, z]}`) are read so that a
   renderer can still draw them, but they are reported: the prompt asks for a list.
-* `placements` holds the first valid placement of every expected id; unknown ids, duplicates and
-  invalid coordinates are left out and reported.
+* `placements` holds the first valid placement of every expected id; unknown ids, duplicates,
+  ambiguous entries and invalid coordinates are left out and reported.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +45,9 @@ VALID = 4
 """A complete, exact answer."""
 
 MAX_PROBLEMS = 20
+MAX_COORDINATE = 1000.0
+"""Largest |coordinate| in metres that is read as a placement: far beyond any room, small enough that
+distances, products and sums of coordinates stay finite."""
 
 
 @dataclass
@@ -97,30 +107,81 @@ def _unfence(body: str) -> tuple[str, bool]:
     return stripped[first_newline + 1:closing].strip(), True
 
 
+class _Repeated(dict):
+    """A decoded JSON object in which some key appeared more than once (`repeated` names them)."""
+
+    repeated: list[str]
+
+
+class _Literal(float):
+    """A `NaN` / `Infinity` / `-Infinity` literal: Python reads it, JSON does not allow it."""
+
+    text: str
+
+
+def _constant(text: str) -> _Literal:
+    value = _Literal(text)
+    value.text = text
+    return value
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) == len(pairs):
+        return value
+    marked = _Repeated(value)
+    marked.repeated = [key for key, count in Counter(k for k, _ in pairs).items() if count > 1]
+    return marked
+
+
+def _integer(digits: str) -> int | float:
+    """Integers beyond Python's digit limit read as the (infinite) float they overflow to."""
+    return int(digits) if len(digits) <= 4000 else float(digits)
+
+
 def _decode(body: str) -> tuple[Any, str | None]:
-    """JSON as Python reads it. `NaN`/`Infinity` literals decode to floats so that the entry holding
-    them is reported precisely (and the other entries still read). Returns (value, None) or (None, message)."""
+    """The JSON value, with repeated keys and NaN/Infinity literals marked (see `_flaw`) so that the
+    entry holding them is reported precisely and the other entries still read.
+    Returns (value, None) or (None, message)."""
     try:
-        return json.loads(body), None
+        return json.loads(body, object_pairs_hook=_object, parse_constant=_constant, parse_int=_integer), None
     except json.JSONDecodeError as err:
         return None, f"answer is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
-    except (ValueError, RecursionError) as err:  # huge integer literals, absurd nesting
+    except (ValueError, RecursionError) as err:  # absurd nesting
         return None, f"answer is not valid JSON: {str(err)[:120]}"
 
 
-def _coordinate(value: Any) -> float | None:
-    """A finite float from a JSON number; None for anything else (bool, str, null, NaN, ±inf, …)."""
+def _flaw(value: Any) -> str | None:
+    """What strict JSON forbids in a decoded value (a repeated key, a NaN/Infinity literal), or None."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Repeated):
+            return f"key {item.repeated[0]!r} appears more than once in one object"
+        if isinstance(item, _Literal):
+            return f"{item.text} is not JSON (write a number)"
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
+def coordinate(value: Any) -> float | None:
+    """The coordinate a decoded JSON value stands for: a finite float within ±MAX_COORDINATE, or None
+    (bool, str, null, NaN, ±inf, an overflowing integer, an absurd magnitude, ...). The one rule for
+    every consumer of model-written positions."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     try:
         number = float(value)
     except OverflowError:
         return None
-    return number if math.isfinite(number) else None
+    return number if math.isfinite(number) and abs(number) <= MAX_COORDINATE else None
 
 
 def _describe(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    text = float.__repr__(value) if isinstance(value, float) else json.dumps(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -129,15 +190,18 @@ def _entries(data: Any, parsed: ParsedAnswer) -> list[tuple[Any, Any]] | None:
     if isinstance(data, list):
         return [(_entry_id(item), item) for item in data]
     if isinstance(data, dict):
+        repeated = data.repeated if isinstance(data, _Repeated) else []
+        if repeated:
+            parsed.add(BAD_ENTRIES, f"answer: key {_describe(repeated[0])} appears more than once")
         lists = [v for v in data.values() if isinstance(v, list) and v and all(isinstance(i, dict) for i in v)]
-        if len(data) == 1 and lists:
+        if len(data) == 1 and lists and not repeated:
             parsed.add(BAD_ENTRIES, f"answer is an object wrapping a list under {_describe(next(iter(data)))}; "
                                     "expected the list itself")
             return [(_entry_id(item), item) for item in lists[0]]
         if data and all(isinstance(v, (dict, list)) for v in data.values()):
             parsed.add(BAD_ENTRIES, "answer is an object keyed by id; expected a list of "
                                     "{\"new_object_id\", \"x\", \"y\", \"z\"} objects")
-            return list(data.items())
+            return [(key, item) for key, item in data.items() if key not in repeated]
     kind = "null" if data is None else f"{type(data).__name__} {_describe(data)}"
     parsed.add(BAD_JSON, f"answer is {kind}; expected a list of placements")
     return None
@@ -162,6 +226,9 @@ def _read_entries(entries: list[tuple[Any, Any]], expected: list[str], parsed: P
     seen: set[str] = set()
     for index, (oid, item) in enumerate(entries):
         where = f"entry {index}"
+        if isinstance(item, _Repeated) and "new_object_id" in item.repeated:
+            parsed.add(BAD_ENTRIES, f"{where}: key 'new_object_id' appears more than once in one object")
+            continue
         if not isinstance(oid, str):
             parsed.add(BAD_ENTRIES, f"{where}: no string \"new_object_id\" (got {_describe(item)})")
             continue
@@ -175,14 +242,19 @@ def _read_entries(entries: list[tuple[Any, Any]], expected: list[str], parsed: P
             parsed.unknown.append(oid)
             parsed.add(BAD_ENTRIES, f"{where}: unknown id {oid!r}")
             continue
+        flaw = _flaw(item)
+        if flaw is not None:
+            parsed.add(BAD_ENTRIES, f"{where} ({oid!r}): {flaw}")
+            continue
         raw = _xyz(item)
         if raw is None:
             parsed.add(BAD_ENTRIES, f"{where} ({oid!r}): needs numbers \"x\", \"y\" and \"z\"")
             continue
-        x, y, z = (_coordinate(v) for v in raw)
+        x, y, z = (coordinate(v) for v in raw)
         if x is None or y is None or z is None:
-            axis, value = next((a, v) for a, v in zip("xyz", raw, strict=True) if _coordinate(v) is None)
-            parsed.add(BAD_ENTRIES, f"{where} ({oid!r}): {axis} = {_describe(value)} is not a finite number")
+            axis, value = next((a, v) for a, v in zip("xyz", raw, strict=True) if coordinate(v) is None)
+            parsed.add(BAD_ENTRIES, f"{where} ({oid!r}): {axis} = {_describe(value)} is not a finite number "
+                                    f"of metres within ±{MAX_COORDINATE:g}")
             continue
         parsed.placements[oid] = (x, y, z)
     parsed.missing = [oid for oid in expected if oid not in seen]
@@ -207,6 +279,20 @@ def _check_tags(text: str, answer: tuple[int, int], parsed: ParsedAnswer) -> Non
         parsed.add(BAD_TAGS, "text after </answer>")
 
 
+def _answer_span(text: str) -> tuple[tuple[int, int] | None, int]:
+    """The span of the `<answer>` block an answer is read from, the last complete one (models that
+    correct themselves write the final answer last), and how many blocks there are."""
+    spans = _blocks(text, "<answer>", "</answer>")
+    return (spans[-1] if spans else None), len(spans)
+
+
+def answer_block(text: str | None) -> str | None:
+    """The contents of the block `parse_answer` reads (None without one): the next turn's prompt shows
+    the model exactly the answer that was scored."""
+    span = _answer_span(text)[0] if isinstance(text, str) else None
+    return text[span[0]:span[1]] if span is not None and isinstance(text, str) else None
+
+
 def parse_answer(text: str | None, expected_ids: list[str]) -> ParsedAnswer:
     """Parse `text` against the scene's object ids. Never raises; see the module docstring.
     A missing response (None, or anything that is not a string) is reported like an empty one."""
@@ -215,13 +301,12 @@ def parse_answer(text: str | None, expected_ids: list[str]) -> ParsedAnswer:
         parsed.add(NO_ANSWER, f"response is {type(text).__name__}, not text")
         parsed.missing = list(expected_ids)
         return parsed
-    answers = _blocks(text, "<answer>", "</answer>")
-    parsed.answer_blocks = len(answers)
-    if not answers:
+    span, parsed.answer_blocks = _answer_span(text)
+    if span is None:
         parsed.add(NO_ANSWER, "no <answer>…</answer> block")
         parsed.missing = list(expected_ids)
         return parsed
-    start, end = answers[-1]
+    start, end = span
     body, parsed.fenced = _unfence(text[start:end])
     data, message = _decode(body)
     if message is not None:
@@ -233,5 +318,5 @@ def parse_answer(text: str | None, expected_ids: list[str]) -> ParsedAnswer:
             parsed.missing = list(expected_ids)
         else:
             _read_entries(entries, list(expected_ids), parsed)
-    _check_tags(text, answers[-1], parsed)
+    _check_tags(text, span, parsed)
     return parsed

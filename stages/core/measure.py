@@ -36,8 +36,9 @@ class Tolerances:
     """Metres beyond the tolerance at which a violation counts in full."""
     adjacent_gap: float = 0.05
     """How far apart two 'adjacent' objects (or an object and its wall) may be."""
-    outside: float = 0.25
-    """An object whose centre lies this far beyond a wall, the floor or the ceiling is out of the room."""
+    outside: float = 0.0
+    """An object whose centre lies more than this beyond a wall, the floor or the ceiling is out of the room
+    (0: as soon as its centre leaves the room)."""
     floor_covering: float = 0.05
     """Floor objects at most this high (rugs, mats) are walked on: floor furniture may stand on them."""
 

@@ -17,8 +17,9 @@ text and the reward as a number stand in, which is what it meant.
 
 from __future__ import annotations
 
-import re
 from typing import Any
+
+from .answer import answer_block
 
 MAX_ITEMS = 8
 """At most this many entries per kind of problem; the rest are counted ("+3 more")."""
@@ -27,13 +28,12 @@ MAX_ANSWER_CHARS = 4000
 MAX_RESPONSE_CHARS = 16000
 """The paper's form repeats the whole response; cut beyond this (about the paper's 4000 tokens)."""
 
-_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-
 
 def previous_answer(response: str) -> str:
-    """The `<answer>…</answer>` part of a response (the reasoning is not repeated), else all of it."""
-    match = _ANSWER_RE.search(response or "")
-    text = f"<answer>{match.group(1).strip()}</answer>" if match else (response or "").strip()
+    """The `<answer>…</answer>` block that was scored (the one `parse_answer` reads; the reasoning is
+    not repeated), else the whole response."""
+    block = answer_block(response)
+    text = f"<answer>{block.strip()}</answer>" if block is not None else (response or "").strip()
     return text if len(text) <= MAX_ANSWER_CHARS else text[:MAX_ANSWER_CHARS] + " …(cut)"
 
 

@@ -54,7 +54,8 @@ class Config(StageConfig):
     judge_cache: Path | None = None
     """Directory caching judgements by image+prompt hash (openai judge); re-scoring then costs nothing."""
     judge_fallback: Literal["rules", "drop"] = "rules"
-    """When the judge fails for a row: grade it with rules, or drop the judge term (recorded in judge_error)."""
+    """When the judge fails for a row: grade it with rules, or drop the judgement: the reward counts the lowest
+    grades, judge = 'failed', the error in judge_error."""
     tolerance: float = Field(default=0.02, ge=0)
     """Metres of overlap, protrusion or gap that count as nothing (metaspatial)."""
     relation_tolerance: float = Field(default=0.005, ge=0)
@@ -63,8 +64,8 @@ class Config(StageConfig):
     """Metres beyond the tolerance at which a violation counts in full (metaspatial)."""
     adjacent_gap: float = Field(default=0.05, ge=0)
     """How far apart 'adjacent' objects, and objects 'on' a wall and that wall, may be (metaspatial)."""
-    outside: float = Field(default=0.25, ge=0)
-    """An object whose centre lies this far beyond a wall, floor or ceiling is out of the room (metaspatial)."""
+    outside: float = Field(default=0.0, ge=0)
+    """An object whose centre lies more than this beyond a wall, floor or ceiling is out of the room (metaspatial)."""
     floor_covering: float = Field(default=0.05, ge=0)
     """Floor objects at most this high (rugs, mats) may have floor furniture standing on them (metaspatial)."""
     weight_judge: float = Field(default=1.0, ge=0)

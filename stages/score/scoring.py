@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from stages.core import rows as contract
-from stages.core.answer import ParsedAnswer
+from stages.core.answer import ParsedAnswer, coordinate
 from stages.core.columns import HISTORY, REFERENCE_LAYOUT, RESPONSE, TURN, render_column
 from stages.core.layout import Placements
 from stages.core.measure import RowMeasures, Tolerances, measure
@@ -18,9 +18,14 @@ from stages.core.scene import RoomSize, Scene, layout_elements
 
 from . import reward as reward_mod
 from . import upstream_v1 as v1
-from .judges import GRADE_KEYS, Judge, Judgement, JudgeRequest, grade_sum
+from .judges import GRADE_KEYS, LOWEST_GRADES, Judge, Judgement, JudgeRequest, grade_sum
 
 IMAGE_COLUMNS = (render_column("topdown"), render_column("perspective"))
+FAILED = "failed"
+"""The `judge` column of a row whose judgement failed and was dropped (`--judge-fallback drop`)."""
+MAX_HISTORY_REWARD = 1e6
+"""A history reward beyond ±this was not written by any preset (their rewards lie in [0, 3]); such a
+history is ignored like one with an unscored turn, so that no return overflows."""
 
 
 @dataclass
@@ -38,6 +43,14 @@ class RowWork:
     v1_updated: list[dict[str, Any]] | None = None
     judged_layout: tuple[Placements, RowMeasures] | None = None
     """What the judge sees: the answer's placements (v1: the updated scene file's) and their physics."""
+
+    @property
+    def reward_grades(self) -> dict[str, float] | None:
+        """The grades the reward counts: the judgement's; the lowest grades for a failed judgement that
+        was dropped; None for a row that was not judged."""
+        if self.judgement is None:
+            return None
+        return self.judgement.grades or LOWEST_GRADES
 
 
 def _v1_objects(scene: Scene, row: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -65,13 +78,14 @@ def _images(row: dict[str, Any], input_dir: Path | None) -> list[Path]:
 
 
 def _v1_placements(updated: list[dict[str, Any]]) -> Placements:
-    """The numeric positions of upstream's updated scene file (what its renderer would draw)."""
+    """The positions of upstream's updated scene file that are coordinates by the answer parser's rule
+    (what its renderer would draw); others (strings, NaN, 1e308, 400-digit integers) are left out."""
     placements: Placements = {}
     for item in updated:
         pos = item.get("position") or {}
-        coords = [float(c) for c in (pos.get(axis) for axis in "xyz") if isinstance(c, (int, float))]
-        if len(coords) == 3 and all(math.isfinite(c) for c in coords):
-            placements[item["new_object_id"]] = (coords[0], coords[1], coords[2])
+        x, y, z = (coordinate(pos.get(axis)) for axis in "xyz")
+        if x is not None and y is not None and z is not None:
+            placements[item["new_object_id"]] = (x, y, z)
     return placements
 
 
@@ -110,11 +124,21 @@ def _judge_all(work: list[RowWork], rows: list[dict[str, Any]], cfg: Any, judge:
     if failed and cfg.judge_fallback == "rules":
         for (k, _), result in zip(failed, fallback.grade([r for _, r in failed]), strict=True):
             work[k].judgement, work[k].judged_by = result, f"{fallback.name} (fallback)"
+    else:
+        for k, _ in failed:
+            work[k].judged_by = FAILED
+
+
+def strict_json(value: Any) -> str:
+    """A JSON column's text, readable by any strict parser: no NaN/Infinity (raises instead), and lone
+    surrogates that a model's JSON escapes can produce (`"\\ud800"`) replaced, not escaped."""
+    text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _feedback(w: RowWork) -> str:
     m = w.measures or RowMeasures()
-    return json.dumps({"collisions": m.collisions, "out_of_bounds": m.out_of_bounds_ids, "violations": m.violations,
+    return strict_json({"collisions": m.collisions, "out_of_bounds": m.out_of_bounds_ids, "violations": m.violations,
                        "unsupported": m.unsupported, "missing": w.parsed.missing, "unknown": w.parsed.unknown,
                        "duplicates": w.parsed.duplicates, "parse_error": w.parsed.error})
 
@@ -128,21 +152,23 @@ def _columns(w: RowWork, cfg: Any, weights: reward_mod.Weights) -> dict[str, Any
     judge_score = grade_sum(grades) / 50 if grades else None
     if cfg.preset == "metaspatial-v1":
         res = w.v1_result
-        reward, fmt = res.reward, res.format_reward
+        reward, fmt, preset = res.reward, res.format_reward, cfg.preset
         collision, constraint, oob, support = res.collision_ratio, res.constraint_ratio, None, None
     else:
-        fmt = reward_mod.FORMAT_SCORE[w.parsed.format_level]
+        fmt, preset = reward_mod.FORMAT_SCORE[w.parsed.format_level], f"{cfg.preset}@{reward_mod.VERSION}"
         m = w.measures if w.parsed.valid else None
-        reward = reward_mod.default_reward(w.parsed.format_level, m, judge_score, weights)
+        counted = w.reward_grades
+        reward = reward_mod.default_reward(w.parsed.format_level, m, grade_sum(counted) / 50 if counted else None,
+                                           weights)
         collision, constraint, oob, support = ((m.collision, m.constraint, m.out_of_bounds, m.support)
                                                if m is not None else (None, None, None, None))
     return {
         "reward": float(reward), "format_reward": float(fmt), "collision_ratio": _finite(collision),
         "constraint_ratio": _finite(constraint), "out_of_bounds_ratio": _finite(oob), "support_ratio": _finite(support),
-        "judge_score": judge_score, "judge_grades": json.dumps({k: grades[k] for k in GRADE_KEYS}) if grades else None,
+        "judge_score": judge_score, "judge_grades": strict_json({k: grades[k] for k in GRADE_KEYS}) if grades else None,
         "judge": w.judged_by if w.judge_needed else None, "judge_error": w.judge_error,
-        "feedback": _feedback(w), "object_scores": json.dumps(w.measures.per_object) if w.measures else None,
-        "score_preset": cfg.preset, "upstream_crash": w.v1_result.crash if cfg.preset == "metaspatial-v1" else None,
+        "feedback": _feedback(w), "object_scores": strict_json(w.measures.per_object) if w.measures else None,
+        "score_preset": preset, "upstream_crash": w.v1_result.crash if cfg.preset == "metaspatial-v1" else None,
     }
 
 
@@ -174,9 +200,8 @@ def score_rows(rows: list[dict[str, Any]], cfg: Any, judge: Judge, fallback: Jud
         for row, w in zip(rows, work, strict=True):
             if w.v1_updated is not None:
                 size = RoomSize(row["room_x"], row["room_y"], row["room_z"])
-                grades = w.judgement.grades if w.judgement is not None else None
                 w.v1_result = v1.finish(w.v1_result, w.v1_updated, layout_elements(size), (size.x, size.y, size.z),
-                                        grades)
+                                        w.reward_grades)
     weights = reward_mod.Weights(cfg.weight_judge, cfg.weight_collision, cfg.weight_constraint,
                                  cfg.weight_out_of_bounds, cfg.weight_support)
     out = [{**row, **_columns(w, cfg, weights)} for row, w in zip(rows, work, strict=True)]
@@ -205,6 +230,6 @@ def add_returns(rows: list[dict[str, Any]], gamma: float, mode: str) -> None:
 def _history_rewards(row: dict[str, Any]) -> list[float] | None:
     """The earlier turns' rewards from the row's history; None without one, or if a turn was not scored."""
     rewards = [entry["reward"] for entry in contract.history(row.get(HISTORY))]
-    if not rewards or any(r is None for r in rewards):
+    if not rewards or any(r is None or abs(r) > MAX_HISTORY_REWARD for r in rewards):
         return None
     return [float(r) for r in rewards]

@@ -135,7 +135,7 @@ def collisions(graph: list[dict[str, Any]]) -> tuple[float, list[tuple[str, str]
     lower = a["pos"] - size / 2
     n = len(graph)
     i, j = np.triu_indices(n, k=1)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         overlap = ((lower[i] < upper[j]) & (upper[i] > lower[j])
                    & (np.abs(lower[i] - upper[j]) > 1e-3) & (np.abs(upper[i] - lower[j]) > 1e-3)).all(axis=1)
     ok = a["positioned"][i] & a["positioned"][j] & ~thin[i] & ~thin[j]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import GRADE_KEYS, Judge, Judgement, JudgeRequest, grade_sum
+from .base import GRADE_KEYS, LOWEST_GRADES, Judge, Judgement, JudgeRequest, grade_sum
 from .constant import ConstantJudge
 from .rules import RulesJudge
 
-__all__ = ["GRADE_KEYS", "Judge", "JudgeRequest", "Judgement", "grade_sum", "make_judge", "RulesJudge"]
+__all__ = ["GRADE_KEYS", "LOWEST_GRADES", "Judge", "JudgeRequest", "Judgement", "grade_sum", "make_judge", "RulesJudge"]
 
 
 def make_judge(cfg: Any) -> Judge:

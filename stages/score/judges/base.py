@@ -18,6 +18,10 @@ from stages.core.scene import Scene
 GRADE_KEYS = ("realism_and_3d_geometric_consistency", "functionality_and_activity_based_alignment",
               "layout_and_furniture", "color_scheme_and_material_choices", "overall_aesthetic_and_atmosphere")
 
+LOWEST_GRADES = dict.fromkeys(GRADE_KEYS, 1.0)
+"""What a failed judgement counts as under `--judge-fallback drop`: the lowest grade on every criterion,
+so a failure is never worth more than a judgement of the same layout."""
+
 
 @dataclass
 class JudgeRequest:
