@@ -130,7 +130,7 @@ def test_openai_judge_end_to_end_with_failures_visible(prompts, tmp_path, monkey
         src = rollout_dir(prompts, tmp_path / "in", kinds=("ground_truth", "scalar_answer"), images=True)
         code, text = cli("score", "--input", src, "--output", tmp_path / "out", "--judge", "openai",
                          "--judge-url", server.url, "--judge-model", "judge", "--judge-api-key-env", "JUDGE_SECRET",
-                         "--judge-retries", "0", "--judge-backoff", "0", "--judge-concurrency", "1")
+                         "--judge-retries", "0", "--judge-concurrency", "1")
         assert code == 0, text
     finally:
         server.close()

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
 from pydantic import Field, model_validator
+from rich.markup import escape
 
 from stages.core import dataset as ds
 from stages.core import vlm
@@ -108,7 +109,9 @@ COLUMNS = [
     pa.field("prompt_image", pa.string()), pa.field("messages", pa.string()),
     pa.field("num_prompt_tokens", pa.int64()), pa.field("response_token_ids", pa.list_(pa.int64())),
     pa.field("response_logprobs", pa.list_(pa.float32())), pa.field("temperature", pa.float64()),
+    pa.field("sample_error", pa.string()),
 ]
+SHOWN = 5
 
 
 def _plan(row: dict[str, Any], cfg: Config) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict]]:
@@ -128,7 +131,7 @@ def _sample_columns(c: Completion, cfg: Config) -> dict[str, Any]:
     return {"response": c.text, "model": cfg.model, "backend": cfg.backend, "num_response_tokens": c.num_tokens,
             "finish_reason": c.finish_reason, "num_prompt_tokens": c.num_prompt_tokens,
             "response_token_ids": c.token_ids or None, "response_logprobs": c.logprobs,
-            "temperature": cfg.temperature}
+            "temperature": cfg.temperature, "sample_error": c.error if c.finish_reason == "error" else None}
 
 
 def make_processor(cfg: Config, ctx: Context, dropped: list[str]):
@@ -149,11 +152,31 @@ def make_processor(cfg: Config, ctx: Context, dropped: list[str]):
                 shared["image"] = None  # what the sample saw; update rebuilds its prompt from this
             out.extend({**shared, **ident, **_sample_columns(c, cfg)}
                        for ident, c in zip(ids, completions, strict=True))
+        _check_failures(out, getattr(backend, "base_url", None))
         _link_shown_images(out, ctx)
         _report(out, time.time() - start)
         return out
 
     return process
+
+
+def _check_failures(rows: list[dict[str, Any]], server: str | None) -> None:
+    """Samples the server could not give (finish_reason `error`) are kept and marked, and left out of
+    training and eval means downstream; name them and the server's last error. A chunk in which
+    every request failed stops the run (a wrong URL, key or model, or a server that went away)."""
+    failed = [r for r in rows if r["finish_reason"] == "error"]
+    if not failed:
+        return
+    ids = ", ".join(str(r["sample_id"]) for r in failed[:SHOWN]) + (f", ... ({len(failed)} in all)"
+                                                                     if len(failed) > SHOWN else "")
+    error = failed[-1]["sample_error"]
+    if len(failed) == len(rows):
+        raise UserError(f"rollout: every request of this chunk to {server or 'the server'} failed "
+                        f"(samples {ids}); last error: {error}")
+    console.print(f"[yellow]rollout[/]: {len(failed)} of {len(rows)} samples failed and are recorded with "
+                  f"finish_reason 'error' (column sample_error; left out of training): {escape(ids)}; last error: "
+                  f"{escape(error or '')}",
+                  highlight=False)
 
 
 def _link_shown_images(rows: list[dict[str, Any]], ctx: Context) -> None:

@@ -8,8 +8,10 @@ render dataset, or on a rollout dataset directly when the judge needs no image.
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pyarrow as pa
 from pydantic import Field, model_validator
@@ -21,6 +23,8 @@ from stages.core.config import StageConfig
 from stages.core.errors import UserError
 from stages.core.paths import confined
 from stages.core.stage import Context, Stage, run_stage
+
+from .judge_runs import kept_rows, print_summary, row_key
 
 NEEDS = [RESPONSE, *SCENE_COLUMNS]
 CHECKED = [*NEEDS, TURN, HISTORY, REFERENCE_LAYOUT]
@@ -42,11 +46,13 @@ class Config(StageConfig):
     judge_api_key_env: str = "OPENAI_API_KEY"
     """Name of the environment variable holding the API key (the key itself is never a setting)."""
     judge_timeout: float = Field(default=60.0, gt=0)
-    """Seconds before one judge request times out (openai judge)."""
+    """Seconds one judge request may take, reply included, before it is abandoned and retried (openai judge)."""
     judge_retries: int = Field(default=4, ge=0)
-    """Retries of a failed request: timeouts, rate limits, 5xx, malformed replies (openai judge)."""
-    judge_backoff: float = Field(default=1.0, ge=0)
-    """First retry delay in seconds, doubled on each retry (openai judge)."""
+    """Retries of a failed request, with the openai client's backoff: timeouts, connection errors,
+    408/409/429, 5xx (openai judge)."""
+    retry_failed: bool = False
+    """Re-score an existing output: rows whose judge failed (judge_error set) are judged again, every
+    other row keeps its scores. The same settings as the run that wrote it."""
     judge_concurrency: int = Field(default=4, ge=1)
     """Requests in flight at once (openai judge)."""
     judge_max_tokens: int = Field(default=512, ge=16)
@@ -82,6 +88,10 @@ class Config(StageConfig):
     """Discount of later turns in the multi-turn return."""
     return_mode: Literal["weighted-average", "discounted-sum"] = "weighted-average"
     """Multi-turn return: the paper's sum(g^t r_t)/sum(g^t), or the plain discounted sum sum(g^t r_t)."""
+
+    # How requests are made, not what they compute: a --retry-failed run may raise the timeout.
+    RUN_FIELDS: ClassVar[tuple[str, ...]] = StageConfig.RUN_FIELDS + (
+        "retry_failed", "judge_timeout", "judge_retries", "judge_concurrency", "judge_cache", "judge_api_key_env")
 
     @model_validator(mode="after")
     def _judge_options(self) -> Config:
@@ -119,15 +129,24 @@ def validate_input(cfg: Config) -> None:
                 confined(cfg.input, row[column], f"{cfg.input}, row {index}, field {column}")
 
 
-def make_processor(cfg: Config, ctx: Context):
+def make_processor(cfg: Config, ctx: Context, run: RunState | None = None):
     from .judges import RulesJudge, make_judge
-    from .scoring import score_rows
+    from .scoring import add_returns, score_rows
 
+    run = run or RunState()
     judge = make_judge(cfg)
+    run.counts = getattr(judge, "counts", run.counts)
     fallback = RulesJudge(adjacent_gap=cfg.adjacent_gap)
 
     def process(chunk):
-        out = score_rows(chunk, cfg, judge, fallback, ctx.input_dir)
+        kept = [run.kept.get(row_key(r, OWN_COLUMNS)) for r in chunk] if run.kept else [None] * len(chunk)
+        scored = iter(score_rows([r for r, k in zip(chunk, kept, strict=True) if k is None], cfg, judge, fallback,
+                                 ctx.input_dir))
+        out = [{**row, **{c: k[c] for c in OWN_COLUMNS}} if k is not None else next(scored)
+               for row, k in zip(chunk, kept, strict=True)]
+        run.reused += sum(k is not None for k in kept)
+        if run.kept:
+            add_returns(out, cfg.gamma, cfg.return_mode)  # returns over kept and re-scored turns alike
         ctx.advance(len(chunk))
         return out
 
@@ -135,10 +154,26 @@ def make_processor(cfg: Config, ctx: Context):
 
 
 STAGE = Stage(name="score", config_class=Config, adds=COLUMNS, make_processor=make_processor, needs=NEEDS)
+OWN_COLUMNS = {f.name for f in COLUMNS}
+
+
+@dataclass
+class RunState:
+    """What one `score` run carries between chunks: rows kept by --retry-failed, judge counts."""
+
+    kept: dict[bytes, dict] = field(default_factory=dict)
+    reused: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
 
 
 def run(cfg: Config) -> Path:
     if not isinstance(cfg, Config):
         raise UserError("score: expected a score.Config")
     validate_input(cfg)
-    return run_stage(STAGE, cfg)
+    state = RunState(kept=kept_rows(cfg, OWN_COLUMNS) if cfg.retry_failed else {})
+    if cfg.retry_failed:
+        cfg = cfg.model_copy(update={"overwrite": True})
+    stage = replace(STAGE, make_processor=lambda c, ctx: make_processor(c, ctx, state))
+    out = run_stage(stage, cfg)
+    print_summary(out, cfg.judge, state.counts, state.reused)
+    return out

@@ -45,7 +45,7 @@ class Completion:
     num_tokens: int | None = None
     """Response length in tokens (default: len(token_ids); servers report it as usage)."""
     error: str | None = None
-    """Why the sample failed (finish_reason `error`); printed, not stored."""
+    """Why the sample failed (finish_reason `error`), keys redacted; stored in column `sample_error`."""
 
     def __post_init__(self) -> None:
         if self.num_tokens is None and self.token_ids:

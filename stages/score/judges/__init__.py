@@ -22,7 +22,7 @@ def make_judge(cfg: Any) -> Judge:
 
         return OpenAIJudge(OpenAISettings(
             url=cfg.judge_url, model=cfg.judge_model, api_key_env=cfg.judge_api_key_env, timeout=cfg.judge_timeout,
-            retries=cfg.judge_retries, backoff=cfg.judge_backoff, concurrency=cfg.judge_concurrency,
+            retries=cfg.judge_retries, concurrency=cfg.judge_concurrency,
             max_tokens=cfg.judge_max_tokens, cache_dir=cfg.judge_cache))
     from .hf import HFJudge
 

@@ -1,33 +1,33 @@
 """The `openai` judge: any OpenAI-compatible chat endpoint (OpenAI, `vllm serve`, …) grades renders.
 
 * The API key is read from the environment variable named by `--judge-api-key-env` (default
-  OPENAI_API_KEY) when the judge is built; it is never a config value, so it never reaches a
-  manifest or a log line. A local server without auth works with the variable unset.
-* At most `concurrency` requests are in flight; each has a timeout; timeouts, connection errors,
-  HTTP 408/409/429/5xx and unparseable replies are retried with exponential backoff (a 429's
-  `Retry-After` is honoured, capped); other 4xx fail at once.
+  OPENAI_API_KEY) when the judge is built; it is never a config value, and every error message is
+  redacted (`stages.core.redact`), so it reaches no manifest, column, cache or log line. A local
+  server without auth works with the variable unset.
+* At most `concurrency` requests are in flight; `timeout` bounds each whole attempt, reply
+  included; the `openai` client retries timeouts, connection errors, 408/409/429 and 5xx with its
+  backoff (`stages.core.openai_http`); other 4xx and malformed replies fail at once (the judge runs
+  at temperature 0, so asking again would get the same reply).
 * Successful judgements are cached as one JSON file per request in `cache_dir`, keyed by the
   SHA-256 of model, prompt and image bytes, so re-scoring the same renders costs nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
-import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from stages.core.dataset import write_json
+from stages.core.openai_http import ServerLog, async_client, run_async
 
 from .base import Judgement, JudgeRequest
 from .rubric import parse_grades, rubric_prompt
-
-RETRY_STATUS = {408, 409, 429}
-MAX_BACKOFF = 30.0
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,6 @@ class OpenAISettings:
     api_key_env: str = "OPENAI_API_KEY"
     timeout: float = 60.0
     retries: int = 4
-    backoff: float = 1.0
     concurrency: int = 4
     max_tokens: int = 512
     cache_dir: Path | None = None
@@ -55,21 +54,30 @@ class OpenAIJudge:
     needs_images = True
 
     def __init__(self, settings: OpenAISettings):
-        from openai import OpenAI
-
         self.settings = settings
-        self.client = OpenAI(base_url=settings.url, api_key=os.environ.get(settings.api_key_env) or "no-key",
-                             timeout=settings.timeout, max_retries=0)
+        self.api_key = os.environ.get(settings.api_key_env) or "no-key"
+        self.log = ServerLog([self.api_key], settings.timeout, settings.retries)
+        self.counts: Counter[str] = Counter()
+        """Requests answered from the cache (`cached`) and by the server (`asked`), for the run's summary."""
 
     def grade(self, requests: list[JudgeRequest]) -> list[Judgement]:
-        with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
-            return list(pool.map(self.grade_one, requests))
+        return run_async(lambda: self._grade_all(requests))
 
-    def grade_one(self, request: JudgeRequest) -> Judgement:
+    async def _grade_all(self, requests: list[JudgeRequest]) -> list[Judgement]:
+        s = self.settings
+        gate = asyncio.Semaphore(s.concurrency)
+        async with async_client(s.url, self.api_key, s.timeout, s.retries, self.log) as client:
+            async def one(request: JudgeRequest) -> Judgement:
+                async with gate:
+                    return await self._grade_one(client, request)
+
+            return list(await asyncio.gather(*(one(r) for r in requests)))
+
+    async def _grade_one(self, client: Any, request: JudgeRequest) -> Judgement:
         try:
             images = [Path(p).read_bytes() for p in request.images]
         except OSError as err:
-            return Judgement(None, f"openai: cannot read render: {err}")
+            return Judgement(None, f"openai: cannot read render: {err.strerror} ({Path(err.filename or '').name})")
         if not images:
             return Judgement(None, "openai: no render image for this row")
         size = request.scene.size
@@ -77,47 +85,33 @@ class OpenAIJudge:
         key = request_key(self.settings.model, prompt, images)
         cached = self._cache_get(key)
         if cached is not None:
+            self.counts["cached"] += 1
             return Judgement(cached)
-        result = self._ask(prompt, images)
+        self.counts["asked"] += 1
+        result = await self._ask(client, prompt, images)
         if result.grades is not None:
             self._cache_put(key, result.grades)
         return result
 
-    def _ask(self, prompt: str, images: list[bytes]) -> Judgement:
+    async def _ask(self, client: Any, prompt: str, images: list[bytes]) -> Judgement:
         import openai
 
         content: list[dict[str, Any]] = [{"type": "text", "text": prompt}] + [
             {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(b).decode()}}
             for b in images]
-        error = "openai: no attempt made"
-        for attempt in range(self.settings.retries + 1):
-            wait = self.settings.backoff * 2 ** attempt
-            try:
-                messages: Any = [{"role": "user", "content": content}]
-                reply = self.client.chat.completions.create(
-                    model=self.settings.model, messages=messages,
-                    max_tokens=self.settings.max_tokens, temperature=0.0)
-                text = reply.choices[0].message.content if reply.choices else None
-                grades, problem = parse_grades(text)
-                if grades is not None:
-                    return Judgement(grades)
-                error = f"openai: malformed reply: {problem}"
-            except openai.APIStatusError as err:
-                error = f"openai: HTTP {err.status_code}: {str(err.message)[:200]}"
-                if err.status_code not in RETRY_STATUS and err.status_code < 500:
-                    return Judgement(None, error)
-                retry_after = err.response.headers.get("retry-after") if err.response is not None else None
-                if retry_after and retry_after.replace(".", "", 1).isdigit():
-                    wait = max(wait, float(retry_after))
-            except openai.APITimeoutError:
-                error = f"openai: timed out after {self.settings.timeout} s"
-            except openai.APIConnectionError as err:
-                error = f"openai: connection failed: {str(err)[:200]}"
-            except (ValueError, TypeError, AttributeError, IndexError) as err:  # a reply of an unexpected shape
-                error = f"openai: malformed reply: {type(err).__name__}: {str(err)[:200]}"
-            if attempt < self.settings.retries:
-                time.sleep(min(wait, MAX_BACKOFF))
-        return Judgement(None, f"{error} (after {self.settings.retries + 1} attempts)")
+        try:
+            reply = await client.chat.completions.create(
+                model=self.settings.model, messages=[{"role": "user", "content": content}],
+                max_tokens=self.settings.max_tokens, temperature=0.0)
+            text = reply.choices[0].message.content if reply.choices else None
+        except openai.OpenAIError as err:
+            return Judgement(None, "openai: " + self.log.describe(err))
+        except (ValueError, TypeError, AttributeError, IndexError) as err:  # a reply of an unexpected shape
+            return Judgement(None, "openai: malformed reply: " + self.log.clean(f"{type(err).__name__}: {err}"))
+        grades, problem = parse_grades(text)
+        if grades is None:
+            return Judgement(None, "openai: malformed reply: " + self.log.clean(problem or ""))
+        return Judgement(grades)
 
     def _cache_get(self, key: str) -> dict[str, float] | None:
         if self.settings.cache_dir is None:

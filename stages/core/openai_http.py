@@ -1,0 +1,136 @@
+"""Talking to OpenAI-compatible servers (the `openai` judge and rollout backend): one client setup.
+
+* The `openai` client does the retrying: timeouts, connection errors, 408/409/429 and 5xx are
+  retried `max_retries` times with its exponential backoff and jitter (a `Retry-After` up to 60 s
+  is honoured); other 4xx fail at once.
+* `timeout` bounds each whole attempt, reply body included. The HTTP library's own timeouts are
+  per network read, so a server trickling one byte a second would never time out; the transport
+  here cancels an attempt at its deadline (the client then retries it like any timeout).
+* A `ServerLog` keeps the last HTTP error the server sent. When a server dies mid-run the final
+  error is a bare `Connection error`; the 500 it answered before is what says why.
+* Every message that leaves here is redacted (`stages.core.redact`): servers echo keys in errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import httpx2
+
+from .redact import redact
+
+T = TypeVar("T")
+RETRIED_STATUS = {408, 409, 429}
+LIMIT = 300
+"""Longest server message kept (characters)."""
+
+
+class _DeadlineStream(httpx2.AsyncByteStream):
+    def __init__(self, inner: Any, deadline: float, seconds: float, request: httpx2.Request) -> None:
+        self.inner, self.deadline, self.seconds, self.request = inner, deadline, seconds, request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        chunks = self.inner.__aiter__()
+        while True:
+            try:
+                async with asyncio.timeout(max(self.deadline - asyncio.get_running_loop().time(), 0.0)):
+                    chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise httpx2.ReadTimeout(f"no complete reply within {self.seconds} s", request=self.request) from None
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class DeadlineTransport(httpx2.AsyncBaseTransport):
+    """An HTTP transport whose every request, reply body included, ends within `seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        self.inner = httpx2.AsyncHTTPTransport()
+        self.seconds = seconds
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        deadline = asyncio.get_running_loop().time() + self.seconds
+        try:
+            async with asyncio.timeout(self.seconds):
+                response = await self.inner.handle_async_request(request)
+        except TimeoutError:
+            raise httpx2.ReadTimeout(f"no reply within {self.seconds} s", request=request) from None
+        return httpx2.Response(response.status_code, headers=response.headers, extensions=response.extensions,
+                               stream=_DeadlineStream(response.stream, deadline, self.seconds, request))
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def _message(response: httpx2.Response) -> str:
+    """The human part of an error reply: OpenAI's `error.message`, FastAPI's `detail`, else the text."""
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return response.text
+    if isinstance(body, dict):
+        inner = body.get("error")
+        for value in (inner.get("message") if isinstance(inner, dict) else inner, body.get("message"),
+                      body.get("detail")):
+            if value:
+                return str(value)
+    return response.text
+
+
+class ServerLog:
+    """The last HTTP error a server sent, and one-line descriptions of failed requests (redacted)."""
+
+    def __init__(self, secrets: list[str | None], timeout: float, max_retries: int) -> None:
+        self.secrets, self.timeout, self.max_retries = secrets, timeout, max_retries
+        self.last_error: str | None = None
+
+    def clean(self, text: str) -> str:
+        return redact(" ".join(str(text).split()), self.secrets)[:LIMIT]
+
+    async def on_response(self, response: httpx2.Response) -> None:
+        if response.status_code >= 400:
+            await response.aread()
+            self.last_error = self.clean(f"HTTP {response.status_code}: {_message(response)}")
+
+    def describe(self, err: Exception) -> str:
+        """Why a request failed, in one redacted line: the error, and for a connection error or a
+        timeout the last HTTP error the server had sent (what says why it went away)."""
+        import openai
+
+        retried = f" (after {self.max_retries + 1} attempts)" if self.max_retries else ""
+        if isinstance(err, openai.APIStatusError):
+            if err.status_code not in RETRIED_STATUS and err.status_code < 500:
+                retried = ""
+            return self.clean(f"HTTP {err.status_code}: {_message(err.response)}") + retried
+        if isinstance(err, openai.APITimeoutError):
+            text = f"timed out: no complete reply within {self.timeout} s{retried}"
+        elif isinstance(err, openai.APIConnectionError):
+            cause = f" ({err.__cause__})" if err.__cause__ is not None and str(err.__cause__) else ""
+            text = f"connection failed{cause}{retried}"
+        else:
+            text = f"{type(err).__name__}: {err}"
+        if self.last_error:
+            text += f"; last HTTP error from the server: {self.last_error}"
+        return self.clean(text)
+
+
+def async_client(base_url: str | None, api_key: str, timeout: float, max_retries: int, log: ServerLog) -> Any:
+    """An `openai.AsyncOpenAI` whose attempts end within `timeout` and whose errors feed `log`."""
+    from openai import AsyncOpenAI, DefaultAsyncHttpxClient
+
+    http = DefaultAsyncHttpxClient(transport=DeadlineTransport(timeout), event_hooks={"response": [log.on_response]})
+    return AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries, http_client=http)
+
+
+def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion on a loop of its own (safe when the caller already runs one)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
