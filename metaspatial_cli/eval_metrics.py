@@ -15,6 +15,7 @@ from typing import Any
 
 from stages.core import dataset as ds
 from stages.core.answer import VALID
+from stages.core.failures import count_failures, describe, failure
 from stages.core.rows import answer
 from stages.core.scene import Scene
 
@@ -58,8 +59,17 @@ def _sem(values: Sequence[float | None]) -> float:
 
 
 def model_metrics(label: str, model: str, score_dir: Path) -> dict[str, Any]:
-    """One table row: the model, its sample count and each metric's mean (reward also its std. error)."""
-    rows = ds.read_rows(score_dir)
+    """One table row: the model, its sample count and each metric's mean (reward also its std. error).
+    Rows whose sample or judgement failed (a server fault, not the model's answer) are left out of
+    every mean and counted in `failed`."""
+    everything = ds.read_rows(score_dir)
+    rows = [r for r in everything if failure(r) is None]
+    failed = count_failures(everything)
+    if failed:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"eval: {label}: left out {len(everything) - len(rows)} row(s) whose sample or "
+                                   f"judgement failed ({describe(failed)})", highlight=False, markup=False)
     valid, matched = [], []
     for row in rows:
         parsed = answer(row, Scene.from_row(row).ids)
@@ -71,6 +81,7 @@ def model_metrics(label: str, model: str, score_dir: Path) -> dict[str, Any]:
         if column is not None:
             out[key] = finite_mean([r.get(column) for r in rows])
     out["reward_sem"] = _sem([r.get("reward") for r in rows])
+    out["failed"] = len(everything) - len(rows)
     return out
 
 

@@ -85,16 +85,18 @@ def _training(stats: list[Any], updates: list[dict[str, Any]]) -> list[str]:
     from . import report_data as data
     from . import report_plots as plots
 
-    heads = ["iteration", "turn", "samples", *[HEADINGS.get(c, c) for c in data.CURVE_COLUMNS]]
-    rows = [[str(s.iteration), str(s.turn), str(s.rows), *[_number(s.means[c]) for c in data.CURVE_COLUMNS]]
-            for s in stats]
+    heads = ["iteration", "turn", "samples", *[HEADINGS.get(c, c) for c in data.CURVE_COLUMNS], "identical groups",
+             "flat groups"]
+    rows = [[str(s.iteration), str(s.turn), str(s.rows), *[_number(s.means[c]) for c in data.CURVE_COLUMNS],
+             f"{s.groups.share(s.groups.identical):.0%}", f"{s.groups.share(s.groups.flat):.0%}"] for s in stats]
     images = [_img(plots.reward_curve(stats), "mean reward per iteration"),
               _img(plots.component_curves(stats), "reward components per iteration")]
     curve = plots.update_curves(updates)
     if curve is not None:
         images.append(_img(curve, "update metrics"))
     return ["<h2>Training</h2>", _table(heads, rows), "<p class=note>↓ lower is better; unsupported: share of "
-            "furniture floating or sunk</p>", "<div class=plots>" + "".join(images) + "</div>"]
+            "furniture floating or sunk; identical / flat groups: share of groups whose samples are all the same "
+            "text / whose rewards are all equal (no GRPO signal); means leave out failed samples and judgements</p>", "<div class=plots>" + "".join(images) + "</div>"]
 
 
 def _evaluation(evals: list[dict[str, str]]) -> list[str]:

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from stages.core import dataset as ds
+from stages.core.collapse import Collapse, collapse
 from stages.core.errors import UserError
+from stages.core.failures import failure
 
 from .eval_metrics import finite_mean, short_labels
 
@@ -31,6 +33,9 @@ class TurnStats:
     directory: Path
     rows: int
     means: dict[str, float] = field(default_factory=dict)
+    """Means over the rows whose sample and judgement did not fail (stages.core.failures)."""
+    groups: Collapse = field(default_factory=lambda: Collapse(0, 0, 0))
+    """Groups with identical samples or zero reward spread (stages.core.collapse)."""
 
 
 @dataclass
@@ -70,8 +75,9 @@ def turn_stats(run_dir: Path) -> list[TurnStats]:
     for iteration, turn, path in _dataset_dirs(run_dir, "score"):
         rows = _readable_rows(path)
         if rows:
-            means = {c: finite_mean([r.get(c) for r in rows]) for c in CURVE_COLUMNS}
-            stats.append(TurnStats(iteration, turn, path, len(rows), means))
+            usable = [r for r in rows if failure(r) is None]
+            means = {c: finite_mean([r.get(c) for r in usable]) for c in CURVE_COLUMNS}
+            stats.append(TurnStats(iteration, turn, path, len(rows), means, collapse(rows)))
     return stats
 
 

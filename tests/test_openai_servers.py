@@ -3,6 +3,7 @@ byte by byte, keys echoed in errors, a server that dies mid-run, failed judgemen
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -49,10 +50,8 @@ class Server:
                 with server.lock:
                     server.bodies.append(body)
                     action = server.script.pop(0) if server.script else server.default
-                try:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self._act(action)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
 
             def _act(self, action: tuple) -> None:
                 kind = action[0]

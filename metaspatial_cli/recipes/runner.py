@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from stages.core import dataset as ds
+from stages.core.collapse import collapse
 from stages.core.console import make_console
 from stages.core.errors import UserError
 
@@ -164,6 +165,7 @@ def execute_steps(steps: list[Step], log_file: Path, keep_models: int | None = N
             _log(log_file, f"failed (exit {code}) after {seconds:.1f} s: {step.command_line()}")
             raise StepFailed(step, code or 1)
         _log(log_file, f"done in {seconds:.1f} s: {step.command_line()}")
+        _log_groups(step, log_file)
         if keep_models is not None and step.kind == "update":
             for pruned in prune_models(steps, step, keep_models):
                 _log(log_file, f"pruned the weights of {pruned} (keep_models: {keep_models})")
@@ -188,6 +190,17 @@ def prune_models(steps: list[Step], done: Step, keep: int) -> list[Path]:
             f.unlink()
         pruned.append(old.output)
     return pruned
+
+
+def _log_groups(step: Step, log_file: Path) -> None:
+    """After a score step, the share of its groups that teach nothing (identical samples, no reward
+    spread), logged each iteration and warned about when large (stages/core/collapse.py)."""
+    if step.kind != "dataset" or not step.name.endswith("score"):
+        return
+    seen = collapse(ds.read_rows(step.output))
+    _log(log_file, f"groups of {step.name}: {seen.line()}")
+    if seen.warn:
+        console.print(f"[yellow]warning[/]: {step.name}: {seen.line()}; {seen.advice()}", highlight=False)
 
 
 def check_runnable(recipe: Recipe) -> None:

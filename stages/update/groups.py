@@ -14,7 +14,7 @@ with a message naming the rows and groups, before a model is loaded.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from stages.core import dataset as ds
 from stages.core import rows as rows_codec
 from stages.core.columns import HISTORY, IMAGE, PROMPT, RESPONSE, RESPONSE_TOKEN_IDS, TURN
 from stages.core.errors import UserError, where
+from stages.core.failures import count_failures, describe, failure
 
 REQUIRED = [PROMPT, RESPONSE]
 CHECKED = [RESPONSE, TURN, IMAGE, HISTORY, RESPONSE_TOKEN_IDS]
@@ -171,9 +172,46 @@ def zero_variance(groups: list[Group]) -> list[str]:
     return [g.group_id for g in groups if max(g.rewards) - min(g.rewards) == 0.0]
 
 
+@dataclass
+class Excluded:
+    """What `load_groups` left out of training: rows whose sample or judgement failed (by kind,
+    `stages.core.failures`), and the groups that lost a sample and so have fewer than two, or fewer
+    than the other groups (TRL's GRPO trains groups of one size)."""
+
+    rows: Counter[str] = field(default_factory=Counter)
+    groups: list[str] = field(default_factory=list)
+
+
+def without_failed(rows: list[dict[str, Any]], indices: list[int], keys: list[str], excluded: Excluded) -> list[int]:
+    """`indices` less the failed rows and the rows of groups a failure left short."""
+    excluded.rows = count_failures([rows[i] for i in indices])
+    if not excluded.rows:
+        return indices
+    usable: dict[str, list[int]] = defaultdict(list)
+    touched = set()
+    for i in indices:
+        gid = "/".join(str(rows[i].get(k)) for k in keys)
+        members = usable[gid]  # a group all of whose rows failed is still a group that was dropped
+        if failure(rows[i]) is None:
+            members.append(i)
+        else:
+            touched.add(gid)
+    full = max(len(members) for members in usable.values())
+    excluded.groups = [gid for gid in usable if gid in touched and (len(usable[gid]) < max(full, 2))]
+    dropped = set(excluded.groups)
+    return [i for gid, members in usable.items() if gid not in dropped for i in members]
+
+
+def identical_samples(groups: list[Group]) -> list[str]:
+    """Groups whose samples are all the same text: nothing to compare (a greedy or collapsed sampler)."""
+    return [g.group_id for g in groups if len({s.response for s in g.samples}) == 1]
+
+
 def load_groups(directory: Path, turns: str, reward_column: str, split: str | None,
-                max_rows: int | None = None, group_by: str | None = None) -> list[Group]:
-    """Read a scored dataset and return its GRPO groups (raises UserError on any bad input)."""
+                max_rows: int | None = None, group_by: str | None = None,
+                excluded: Excluded | None = None) -> list[Group]:
+    """Read a scored dataset and return its GRPO groups (raises UserError on any bad input). Rows whose
+    sample or judgement failed are left out, with the groups they leave short (counted in `excluded`)."""
     table = ds.read_table(directory)
     ds.require_columns(table, REQUIRED, directory)
     if max_rows:
@@ -185,4 +223,9 @@ def load_groups(directory: Path, turns: str, reward_column: str, split: str | No
     indices = select_rows(rows, turns, split, directory)
     keys = group_columns(rows, indices, turns, group_by)
     ds.require_columns(table, REQUIRED + keys + [reward_column], directory)
+    excluded = excluded if excluded is not None else Excluded()
+    indices = without_failed(rows, indices, keys, excluded)
+    if not indices:
+        raise UserError(f"{directory}: every group lost a sample to a failed request or judgement "
+                        f"({describe(excluded.rows)}); nothing to train on (rollout/score them again)")
     return build_groups(rows, indices, reward_column, keys, directory)

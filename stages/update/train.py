@@ -15,12 +15,14 @@ from typing import Any
 
 from stages.core import dataset as ds
 from stages.core import vlm
+from stages.core.collapse import Collapse
 from stages.core.console import make_console
 from stages.core.errors import UserError
+from stages.core.failures import describe
 from stages.core.stage import code_version
 
 from . import Config, outputs, prepare, trl_bridge
-from .groups import load_groups, zero_variance
+from .groups import Excluded, identical_samples, load_groups, zero_variance
 
 console = make_console()
 
@@ -179,7 +181,13 @@ def run_update(cfg: Config) -> Path:
 def _checked_inputs(cfg: Config, input_dir: Path) -> tuple[Any, prepare.Prepared, dict[str, Any]]:
     """Every check that can fail on the user's input, then the tokenized groups and the manifest header."""
     _check_trackers(cfg)
-    groups = load_groups(input_dir, cfg.turns, cfg.reward_column, cfg.split or None, cfg.max_rows, cfg.group_by)
+    excluded = Excluded()
+    groups = load_groups(input_dir, cfg.turns, cfg.reward_column, cfg.split or None, cfg.max_rows, cfg.group_by,
+                         excluded)
+    if excluded.rows:
+        say(f"update: left out {sum(excluded.rows.values())} row(s) whose sample or judgement failed "
+            f"({describe(excluded.rows)}: not the model's doing) and {len(excluded.groups)} group(s) they left "
+            "with under two samples or fewer than the other groups")
     group_size = len(groups[0].samples)
     _check_batch(cfg, group_size)
     if cfg.off_policy_mask_threshold is not None:
@@ -195,9 +203,10 @@ def _checked_inputs(cfg: Config, input_dir: Path) -> tuple[Any, prepare.Prepared
             "(rollout --logprobs); the ratio is taken against the policy at the start of each step, so clipping "
             "does not act on how far it moved since sampling")
     flat = zero_variance(groups)
-    if flat:
-        say(f"update: {len(flat)} of {len(groups)} group(s) have zero reward variance (no learning signal), "
-            f"e.g. {', '.join(flat[:3])}")
+    seen = Collapse(len(groups), len(identical_samples(groups)), len(flat))
+    if seen.identical or seen.flat:
+        say(f"update: {seen.line()}" + (f", e.g. {', '.join(flat[:3])}" if flat else "")
+            + (f"; [yellow]warning[/]: {seen.advice()}" if seen.warn else ""))
     processor = vlm.load_processor(cfg.model)
     max_length = cfg.max_length or _context_length(cfg.model)
     prepared = prepare.encode_groups(groups, processor, input_dir, max_length, cfg.skip_too_long)
@@ -209,6 +218,8 @@ def _checked_inputs(cfg: Config, input_dir: Path) -> tuple[Any, prepare.Prepared
               "inputs": [{"path": str(input_dir), "stage": (ds.read_manifest(input_dir) or {}).get("stage")}],
               "code_version": code_version(), "groups": len(prepared.groups), "group_size": group_size,
               "completions": len(prepared.groups) * group_size, "zero_variance_groups": len(flat),
+              "identical_sample_groups": seen.identical,
+              "failed_rows_left_out": dict(excluded.rows), "groups_left_short": len(excluded.groups),
               "skipped_too_long": len(prepared.too_long), "longest_sequence_tokens": prepared.longest,
               "reference_model": (cfg.reference_model or cfg.model) if cfg.beta else None,
               "old_logprobs": "sampling" if sampling_logprobs else "policy", "temperature": temperature,
