@@ -102,8 +102,9 @@ def test_collapse_counts_identical_and_flat_groups():
 
 
 def test_eval_means_leave_out_failed_rows(tmp_path):
-    from metaspatial_cli.eval_metrics import model_metrics
     from test_score_data import answer_text, gt_placements, scene_row, scenes
+
+    from metaspatial_cli.eval_metrics import model_metrics
 
     room = next(iter(scenes()))
     good = dict(scene_row(room, answer_text(gt_placements(room))), room_id=room, reward=2.5, finish_reason="stop",

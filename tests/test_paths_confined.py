@@ -101,6 +101,7 @@ def test_rollout_refuses_an_image_outside_the_dataset_before_writing(tree: Path,
     for part in ds.data_files(prompts):
         part.unlink()
     rows.to_parquet(prompts / "train-00000-of-00001.parquet")
+    (prompts / ds.MANIFEST).unlink()  # edited by hand, as an attacker would: no manifest, no checksums
     out = tmp_path / "r"
     code, text = cli("rollout", "--input", prompts, "--output", out, "--model", "m", "--backend", "openai",
                      "--base-url", "http://127.0.0.1:9/v1", "--n", 1, "--max-retries", 0)
