@@ -33,7 +33,7 @@ STAGES = {"gen-prompts": "stages.gen_prompts", "rollout": "stages.rollout", "ren
           "select-rooms": "stages.select_rooms"}
 # Tool modules each add their own command(s) through `register(app)`.
 TOOLS = ("metaspatial_cli.inspect_cmd", "metaspatial_cli.make_model", "metaspatial_cli.pretrain",
-         "metaspatial_cli.evaluate", "metaspatial_cli.report")
+         "metaspatial_cli.evaluate", "metaspatial_cli.report", "metaspatial_cli.design")
 
 for _name, _module in STAGES.items():
     _stage = importlib.import_module(_module)
