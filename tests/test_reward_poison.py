@@ -147,6 +147,14 @@ def test_just_outside_a_wall_is_out_of_the_room():
     assert out["reward"] < 2 <= pile["reward"]
 
 
+def test_answer_tags_mentioned_while_thinking_are_reasoning():
+    body = json.dumps(gt_body())
+    plain = text_of(body)
+    musing = f"<think>The format is <answer>[…]</answer>; first a draft: <answer>[]</answer>.</think><answer>{body}</answer>"
+    a, b = score_library([scene_row(ROOM, plain), scene_row(ROOM, musing)])
+    assert a["reward"] == b["reward"] >= 2 and previous_answer(musing) == f"<answer>{body}</answer>"
+
+
 def test_the_next_turn_shows_the_answer_block_that_was_scored():
     ids = list(gt_placements(ROOM))
     draft = json.dumps([{"new_object_id": oid, "x": 0, "y": 0, "z": 0} for oid in ids])

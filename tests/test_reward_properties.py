@@ -20,7 +20,6 @@ from test_score_data import raw_row, scenes, score_library
 from stages.gen_prompts.synthetic import make_room
 
 XYZ = ("x", "y", "z")
-TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 
 
 @cache
@@ -136,7 +135,8 @@ json_value = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=3)
                           | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
 extra_fields = st.dictionaries(st.text(max_size=12).filter(lambda k: k not in ("new_object_id", *XYZ)), json_value,
                                min_size=1, max_size=4)
-think_text = st.text(min_size=1, max_size=60)
+think_text = st.text(min_size=1, max_size=60) | st.sampled_from(["I'll write <answer>[…]</answer> after this. ",
+                                                                   "<answer> tags hold the layout; <think> is here. "])
 
 
 @settings(max_examples=120, deadline=None)
@@ -150,7 +150,7 @@ def test_malformed_and_out_of_room_below_every_in_room_layout_and_extras_change_
     outside = data.draw(out_of_room_layout(raw, data.draw(st.sampled_from(in_room))))
     extras = data.draw(st.lists(extra_fields, min_size=len(plain), max_size=len(plain)))
     long_think = data.draw(think_text) * data.draw(st.integers(1, 400))
-    assume(not any(tag in long_think for tag in TAGS))
+    assume("</think>" not in long_think)  # anything else, <answer> tags included, is reasoning
     responses = ([text(json.dumps(entries(layout))) for layout in in_room] + malformed
                  + [text(json.dumps(entries(outside))), text(json.dumps(plain), long_think),
                     text(json.dumps([{**e, **x} for e, x in zip(plain, extras, strict=True)]))])

@@ -9,7 +9,8 @@ Decisions (documented in the README):
 * A Markdown code fence inside `<answer>` (```` ```json … ``` ````, a very common model habit) is
   unwrapped and accepted without penalty: the JSON inside is what the model meant.
 * With several `<answer>` blocks the **last** one is parsed (models that correct themselves write the
-  final answer last) and the answer is flagged as a tag problem.
+  final answer last) and the answer is flagged as a tag problem. Blocks are looked for after the
+  opening `<think>…</think>`: tags the model mentions while thinking are part of its reasoning.
 * The answer must be strict JSON, and unambiguous: a key repeated within one object (two `"x"`, two
   `"new_object_id"`) and a `NaN` / `Infinity` literal anywhere are format errors, never "last wins".
   Integers too long for Python's `int` read as an overflowing number (not a JSON error).
@@ -79,11 +80,10 @@ class ParsedAnswer:
             self.problems.append(message)
 
 
-def _blocks(text: str, open_tag: str, close_tag: str) -> list[tuple[int, int]]:
-    """(start, end) spans of the contents of every complete `open…close` block, left to right.
+def _blocks(text: str, open_tag: str, close_tag: str, pos: int = 0) -> list[tuple[int, int]]:
+    """(start, end) spans of the contents of every complete `open…close` block from `pos`, left to right.
     Plain `str.find` scanning: linear time on any input (no regex backtracking)."""
     spans: list[tuple[int, int]] = []
-    pos = 0
     while True:
         start = text.find(open_tag, pos)
         if start < 0:
@@ -279,10 +279,21 @@ def _check_tags(text: str, answer: tuple[int, int], parsed: ParsedAnswer) -> Non
         parsed.add(BAD_TAGS, "text after </answer>")
 
 
+def _after_reasoning(text: str) -> int:
+    """Where the text after the opening `<think>…</think>` block starts (0 without one): what the model
+    writes while thinking, `<answer>` tags it mentions included, is not its answer."""
+    opened = text.find("<think>")
+    mentioned = text.find("<answer>")
+    if opened < 0 or 0 <= mentioned < opened:
+        return 0
+    closed = text.find("</think>", opened + len("<think>"))
+    return closed + len("</think>") if closed >= 0 else 0
+
+
 def _answer_span(text: str) -> tuple[tuple[int, int] | None, int]:
-    """The span of the `<answer>` block an answer is read from, the last complete one (models that
-    correct themselves write the final answer last), and how many blocks there are."""
-    spans = _blocks(text, "<answer>", "</answer>")
+    """The span of the `<answer>` block an answer is read from, the last complete one after the
+    reasoning (models that correct themselves write the final answer last), and how many there are."""
+    spans = _blocks(text, "<answer>", "</answer>", _after_reasoning(text))
     return (spans[-1] if spans else None), len(spans)
 
 
