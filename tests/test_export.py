@@ -120,6 +120,9 @@ def test_candidates_compete_and_shards_split_rooms(scored: Path, tmp_path: Path)
         assert code == 0, out
     best = pd.read_parquet(tmp_path / "best")
     assert sorted(best.room_id) == sorted(rows.room_id.unique()) and set(best.kind) == {"exact"}
+    assert all(Path(g).parent.name.startswith(f"{r}-") for g, r in zip(best.glb, best.room_id, strict=True))
+    page = (tmp_path / "best" / "_viewer.html").read_text()  # written by the shard that finished last
+    assert all(f"{r} (reward" in page for r in best.sample_id)
 
 
 def test_a_dataset_without_layouts_is_refused_and_nothing_written(scored: Path, tmp_path: Path):
@@ -130,6 +133,32 @@ def test_a_dataset_without_layouts_is_refused_and_nothing_written(scored: Path, 
     code, out = cli("export", "--input", scored.parent / "rollouts", "--output", tmp_path / "out", "--best-per", "room")
     assert code == 2 and "reward" in out and "metaspatial score" in out
     assert not (tmp_path / "out").exists()
+
+
+def test_best_per_room_refuses_a_reward_that_is_not_a_number(scored: Path, tmp_path: Path):
+    rows = pd.read_parquet(scored)
+    rows.loc[4, "reward"] = float("nan")
+    source = tmp_path / "nan"
+    source.mkdir()
+    rows.to_parquet(source / "train-00000-of-00001.parquet")
+    code, out = cli("export", "--input", source, "--output", tmp_path / "out", "--best-per", "room")
+    assert code == 2 and "row 4, field reward: expected a finite number" in out
+    assert not (tmp_path / "out").exists()
+
+
+@settings(max_examples=200, deadline=None)
+@given(angle=st.floats(-720, 720), x=st.floats(-50, 50), y=st.floats(-50, 50), z=st.floats(-5, 5),
+       size=st.tuples(*[st.floats(0.05, 4)] * 3))
+def test_node_transform_is_the_render_transform_in_gltf_axes(angle, x, y, z, size):
+    """For any angle and position, node matrix x (glTF-axes local mesh) = glTF axes x render's world mesh."""
+    from stages.core.render.furniture import furniture
+    from stages.export.gltf import TO_GLTF, node_matrix
+
+    local = furniture("armchair_1", *size)
+    world = local.transformed(angle, (x, y, z)).tris.reshape(-1, 3).astype(np.float64) @ TO_GLTF.T
+    placed = trimesh.transform_points(local.tris.reshape(-1, 3).astype(np.float64) @ TO_GLTF.T,
+                                      node_matrix((x, y, z), angle))
+    assert np.allclose(placed, world, atol=1e-4)
 
 
 def test_unreadable_asset_falls_back_to_the_procedural_mesh(scored: Path, tmp_path: Path):

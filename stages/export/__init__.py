@@ -2,8 +2,8 @@
 
 Reads a rollout, render or score dataset (columns `scene`, `response`, `room_x/y/z`) and writes,
 per row or per room (`--best-per room`: the highest `reward` of each `room_id`, over `--input` and
-any `--candidates`), `_scenes/<name>/scene.glb` (room shell + one node per object, named by its id,
-metres, y-up; reward and per-object scores in `extras`) and `_scenes/<name>/scene_graph.json` (the
+any `--candidates`), `_scenes/<id>-<hash>/scene.glb` (room shell + one node per object, named by its id,
+metres, y-up; reward and per-object scores in `extras`) and `_scenes/<id>-<hash>/scene_graph.json` (the
 layout as an IDesign scene graph). Adds columns `glb`, `idesign`, `objects_exported`, `not_placed`;
 when every shard is done, `_viewer.html` shows the rooms in 3D in any browser, offline.
 """
@@ -65,7 +65,7 @@ def run(cfg: Config) -> Path:
     kept = [f for f in schema if f.name not in {c.name for c in COLUMNS}]
 
     def make_processor(cfg: Config, ctx: Context):
-        exporter = Exporter(cfg.output, cfg.assets)
+        exporter = Exporter(cfg.output, cfg.assets, by_room=cfg.best_per == "room")
 
         def process(batch):
             out = []

@@ -32,9 +32,11 @@ METRICS = ("reward", "format_reward", "collision_ratio", "constraint_ratio", "ou
 IDENTITY = ("room_id", "prompt_id", "sample_id", "trajectory_id", "turn", "model", "room_type", "preference")
 
 
-def folder_name(row: dict[str, Any], fingerprint: str) -> str:
-    """`<id>-<hash>`: readable, unique per row content, and made only of [A-Za-z0-9_.-]."""
-    label = str(row.get("sample_id") or row.get("room_id") or "row")
+def folder_name(row: dict[str, Any], fingerprint: str, by_room: bool = False) -> str:
+    """`<id>-<hash>`: readable (the room id when there is one row per room, else the sample id),
+    unique per row content, and made only of [A-Za-z0-9_.-]."""
+    first, second = ("room_id", "sample_id") if by_room else ("sample_id", "room_id")
+    label = str(row.get(first) or row.get(second) or "row")
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("._")[:60] or "row"
     content = json.dumps({k: v for k, v in row.items() if k != SOURCE}, sort_keys=True, default=str)
     digest = hashlib.sha1(f"{fingerprint}\0{content}".encode()).hexdigest()[:12]
@@ -80,8 +82,8 @@ def row_glb(row: dict[str, Any], where: str) -> bytes:
 class Exporter:
     """Exports rows into one dataset directory; holds the asset library and the decoded scenes."""
 
-    def __init__(self, output: Path, assets: Path | None) -> None:
-        self.output = output
+    def __init__(self, output: Path, assets: Path | None, by_room: bool = False) -> None:
+        self.output, self.by_room = output, by_room
         self.assets = AssetLibrary(assets) if assets is not None else None
         self.fingerprint = json.dumps([str(assets.resolve()) if assets else None])
 
@@ -90,7 +92,7 @@ class Exporter:
         source = Path(row.pop(SOURCE))
         scene = scene_of(row, str(source))
         gltf_scene, arr = layout_scene(row, scene, self.assets)
-        folder = f"{SCENES_DIR}/{folder_name(row, self.fingerprint)}"
+        folder = f"{SCENES_DIR}/{folder_name(row, self.fingerprint, self.by_room)}"
         (self.output / folder).mkdir(parents=True, exist_ok=True)
         ds.write_bytes(self.output / folder / GLB, glb_bytes(gltf_scene))
         ds.write_bytes(self.output / folder / GRAPH, json.dumps(idesign_graph(scene, arr), indent=1).encode())
