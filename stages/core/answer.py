@@ -331,3 +331,53 @@ def parse_answer(text: str | None, expected_ids: list[str]) -> ParsedAnswer:
             _read_entries(entries, list(expected_ids), parsed)
     _check_tags(text, span, parsed)
     return parsed
+
+
+def entry_spans(text: str) -> dict[str, tuple[int, int]]:
+    """Character spans in `text` of the `{...}` entry of each placed id, in the block `parse_answer`
+    reads (the last one), for answers written as the list the prompt asks for. An id's first entry
+    counts, as in `parse_answer`; entries that are not JSON objects with a string id are skipped.
+    Object-level credit gives the tokens of these spans their own advantage."""
+    answers = _blocks(text, "<answer>", "</answer>") if isinstance(text, str) else []
+    if not answers:
+        return {}
+    start, end = answers[-1]
+    spans: dict[str, tuple[int, int]] = {}
+    for lo, hi in _list_items(text, start, end):
+        try:
+            item = json.loads(text[lo:hi])
+        except (ValueError, RecursionError):
+            continue
+        oid = _entry_id(item)
+        if isinstance(oid, str) and oid not in spans:
+            spans[oid] = (lo, hi)
+    return spans
+
+
+def _list_items(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Spans of the `{...}` values directly inside the first JSON list of `text[start:end]`: a scan
+    that tracks strings and nesting depth (linear time, whatever the text)."""
+    items: list[tuple[int, int]] = []
+    pos = text.find("[", start, end)
+    if pos < 0:
+        return items
+    depth, in_string, escaped, item_start = 0, False, False, -1
+    for k in range(pos, end):
+        ch = text[k]
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (ch == "\\", ch != '"')
+            continue
+        if ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth == 2 and ch == "{":
+                item_start = k
+        elif ch in "]}":
+            depth -= 1
+            if depth == 1 and ch == "}" and item_start >= 0:
+                items.append((item_start, k + 1))
+                item_start = -1
+            if depth == 0:
+                break
+    return items

@@ -71,6 +71,11 @@ class Config(BaseModel):
     """Use the stored sampling log-probabilities (rollout --logprobs) as the old log-probabilities of the
     clipped ratio, so clipping acts on completions an older policy (or vLLM) sampled. Without them, or with
     --no-off-policy-correction, the ratio is taken against the policy at the start of each step (1 at first)."""
+    object_credit: float | None = Field(default=None, ge=0.0)
+    """Object-level credit (the paper's 3D-SPO): the tokens of each object's entry get the sequence advantage
+    plus STRENGTH times that object's own advantage (its score's object_scores against the same object in
+    the group's other samples; see the README). Unset: plain GRPO; 0 gives plain GRPO's loss through the
+    per-token path; 1 weighs an object's own quality like the whole answer's."""
     entropy_coef: float = Field(default=0.0, ge=0.0)
     """Entropy bonus: subtract this times the mean token entropy from the loss (the paper: 1e-3)."""
     temperature: float | None = Field(default=None, gt=0.0)

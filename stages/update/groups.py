@@ -21,12 +21,12 @@ from typing import Any
 
 from stages.core import dataset as ds
 from stages.core import rows as rows_codec
-from stages.core.columns import HISTORY, IMAGE, PROMPT, RESPONSE, RESPONSE_TOKEN_IDS, TURN
+from stages.core.columns import HISTORY, IMAGE, OBJECT_SCORES, PROMPT, RESPONSE, RESPONSE_TOKEN_IDS, TURN
 from stages.core.errors import UserError, where
 from stages.core.failures import count_failures, describe, failure
 
 REQUIRED = [PROMPT, RESPONSE]
-CHECKED = [RESPONSE, TURN, IMAGE, HISTORY, RESPONSE_TOKEN_IDS]
+CHECKED = [RESPONSE, TURN, IMAGE, HISTORY, RESPONSE_TOKEN_IDS, OBJECT_SCORES]
 """Contract columns decoded up front (`stages.core.rows.check`) when the dataset has them."""
 SHOWN = 5  # how many offending rows/groups an error message lists
 
@@ -45,6 +45,8 @@ class Sample:
     token_ids: list[int] | None
     logprobs: list[float] | None
     reward: float
+    object_scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Score's per-object measures (`object_scores`), for object-level credit."""
 
 
 @dataclass
@@ -143,7 +145,7 @@ def build_groups(rows: list[dict[str, Any]], indices: list[int], reward_column: 
         group = groups.setdefault(gid, Group(gid))
         group.samples.append(Sample(i, row["prompt"], row.get("image"), row.get("history"),
                                     row.get("response") or "", _token_ids(row), _logprobs(row),
-                                    float(row[reward_column])))
+                                    float(row[reward_column]), rows_codec.object_scores(row.get(OBJECT_SCORES))))
     _check_sizes(list(groups.values()), ", ".join(keys), directory)
     return list(groups.values())
 

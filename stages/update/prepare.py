@@ -17,6 +17,7 @@ from stages.core.errors import UserError, where
 from stages.core.paths import confined
 
 from .groups import Group, Sample
+from .object_credit import group_credit
 from .trl_bridge import GROUP_COLUMN, StoredGroup
 
 SHOWN = 5
@@ -75,8 +76,9 @@ def _completion_ids(sample: Sample, tokenizer: Any, input_dir: Path) -> list[int
 
 
 def encode_groups(groups: list[Group], processor: Any, input_dir: Path, max_length: int,
-                  skip_too_long: bool) -> Prepared:
-    """Tokenize every sample once, checking lengths against the model's context before training."""
+                  skip_too_long: bool, object_credit: bool = False) -> Prepared:
+    """Tokenize every sample once, checking lengths against the model's context before training; with
+    `object_credit`, find each completion's object entries and their object advantages too."""
     tokenizer = processor.tokenizer
     stored: dict[str, StoredGroup] = {}
     kept, too_long, longest = [], [], 0
@@ -100,7 +102,9 @@ def encode_groups(groups: list[Group], processor: Any, input_dir: Path, max_leng
         kept.append(group)
         logprobs: list[list[float | None]] = [list(s.logprobs) if s.logprobs is not None else [None] * len(c)
                                               for s, c in zip(group.samples, completions, strict=True)]
-        stored[group.group_id] = StoredGroup(chats, paths, prompt_ids, completions, group.rewards, logprobs)
+        credit = (group_credit(completions, [s.object_scores for s in group.samples],
+                               lambda ids: tokenizer.decode(ids, skip_special_tokens=True)) if object_credit else [])
+        stored[group.group_id] = StoredGroup(chats, paths, prompt_ids, completions, group.rewards, logprobs, credit)
     with_images = {bool(files) for _, files, _ in prompts.values()}
     if len(with_images) > 1:
         raise UserError(f"{input_dir}: some prompts show an image and some none; TRL needs one kind per "

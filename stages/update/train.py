@@ -209,7 +209,11 @@ def _checked_inputs(cfg: Config, input_dir: Path) -> tuple[Any, prepare.Prepared
             + (f"; [yellow]warning[/]: {seen.advice()}" if seen.warn else ""))
     processor = vlm.load_processor(cfg.model)
     max_length = cfg.max_length or _context_length(cfg.model)
-    prepared = prepare.encode_groups(groups, processor, input_dir, max_length, cfg.skip_too_long)
+    if cfg.object_credit is not None and not any(s.object_scores for g in groups for s in g.samples):
+        raise UserError(f"--object-credit: {input_dir} has no object_scores (score writes them per object); "
+                        "score this dataset with the current `metaspatial score`, or leave --object-credit out")
+    prepared = prepare.encode_groups(groups, processor, input_dir, max_length, cfg.skip_too_long,
+                                     cfg.object_credit is not None)
     if prepared.too_long:
         say(f"update: skipped {len(prepared.too_long)} group(s) longer than {max_length} tokens")
     _check_group_count(cfg, len(prepared.groups), group_size)
@@ -223,6 +227,8 @@ def _checked_inputs(cfg: Config, input_dir: Path) -> tuple[Any, prepare.Prepared
               "skipped_too_long": len(prepared.too_long), "longest_sequence_tokens": prepared.longest,
               "reference_model": (cfg.reference_model or cfg.model) if cfg.beta else None,
               "old_logprobs": "sampling" if sampling_logprobs else "policy", "temperature": temperature,
+              "object_credit": cfg.object_credit,
+              "object_credit_entries": sum(len(c) for g in prepared.stored.values() for c in g.credit),
               "complete": False}
     return processor, prepared, header
 
@@ -239,4 +245,5 @@ def _trainer(cfg: Config, processor: Any, prepared: prepare.Prepared, header: di
     rollouts = trl_bridge.StoredRollouts(prepared.stored, group_size)
     return trl_bridge.build_trainer(model, processor, prepare.train_dataset(prepared.groups), rollouts, args,
                                     peft_config, [trl_bridge.metrics_callback(metrics.write)],
-                                    reference=_reference(cfg), sampling_logprobs=header["old_logprobs"] == "sampling")
+                                    reference=_reference(cfg), sampling_logprobs=header["old_logprobs"] == "sampling",
+                                    object_credit=cfg.object_credit)

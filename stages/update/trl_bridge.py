@@ -32,10 +32,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from .object_credit import token_advantages
 
 GROUP_COLUMN = "metaspatial_group"
 """Column of the training dataset holding the group id."""
@@ -57,6 +59,8 @@ class StoredGroup:
     completion_ids: list[list[int]]
     rewards: list[float]
     logprobs: list[list[float | None]]
+    credit: list[Any] = field(default_factory=list)
+    """Per sample, its object entries' (first token, end token, object advantage); [] without object credit."""
 
 
 class StoredRollouts:
@@ -82,6 +86,11 @@ class StoredRollouts:
                 sample["images"] = [_open_image(p) for p in group.image_paths[index]]
             out.append(sample)
         return out
+
+    def credit(self, tag: list[Any]) -> Any:
+        """The object-credit spans of the sample a prompt is tagged with."""
+        group = self.groups[tag[0]]
+        return group.credit[tag[1]] if group.credit else []
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
         """TRL's `rollout_func`: the stored tokens and rewards of the tagged samples."""
@@ -125,13 +134,14 @@ def grpo_config(output_dir: Path, options: dict[str, Any]) -> Any:
 
 def build_trainer(model: Any, processor: Any, dataset: Any, rollouts: StoredRollouts, args: Any,
                   peft_config: Any, callbacks: list[Any], reference: Any = None,
-                  sampling_logprobs: bool = False) -> Any:
+                  sampling_logprobs: bool = False, object_credit: float | None = None) -> Any:
     """A real `GRPOTrainer` whose generation step is `rollouts`, logging advantage and ratio statistics
     and tokens/s along with TRL's own metrics (to every `report_to` tracker and to `callbacks`).
 
     `reference`: the KL term's reference model (required for full fine-tuning when `args.beta` > 0;
     None with LoRA means the policy with adapters disabled). `sampling_logprobs`: every stored sample
-    has its sampling log-probabilities, which become the old log-probabilities of the clipped ratio."""
+    has its sampling log-probabilities, which become the old log-probabilities of the clipped ratio.
+    `object_credit`: the strength of object-level credit (None: sequence advantages only)."""
     import torch
     from transformers import PrinterCallback
     from trl import GRPOTrainer
@@ -147,6 +157,10 @@ def build_trainer(model: Any, processor: Any, dataset: Any, rollouts: StoredRoll
             output = super()._generate_and_score_completions(inputs)
             if sampling_logprobs:
                 output["old_per_token_logps"] = output["sampling_per_token_logps"]
+            if object_credit is not None:
+                credits = [rollouts.credit(x["prompt"][0][SAMPLE_KEY]) for x in inputs]
+                output["advantages"] = token_advantages(output["advantages"], credits,
+                                                        output["completion_ids"].shape[1], object_credit)
             return output
 
         def _get_per_token_logps_and_entropies(self, *args: Any, **kwargs: Any) -> Any:
