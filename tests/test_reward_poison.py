@@ -12,6 +12,7 @@ from test_score_data import answer_text, gt_placements, scene_row, scenes, score
 
 from stages import score
 from stages.core.answer import parse_answer
+from stages.core.dataset import read_table
 from stages.core.turns import followup_text, previous_answer
 from stages.score.judges import ConstantJudge, Judgement, RulesJudge
 from stages.score.scoring import FAILED, score_rows
@@ -164,3 +165,19 @@ def test_the_next_turn_shows_the_answer_block_that_was_scored():
     assert parse_answer(response, ids).placements == gt_placements(ROOM)
     prompt = followup_text("Place the furniture.", {"turn": 0, "response": response, "reward": 0.75})
     assert final in prompt and draft not in prompt
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_the_score_command_writes_finite_rewards_and_strict_json_for_poisoned_answers(tmp_path, preset):
+    import pandas as pd
+    from helpers import cli
+
+    poisoned = [with_first_entry(first_entry(x=n)) for n in ("1e308", "-1.7976931348623157e308", "9" * 400, "NaN")]
+    poisoned += [with_first_entry(first_entry(x="1e9")[:-1] + f', "x": {json.dumps(gt_body()[0]["x"])}}}'),
+                 with_first_entry('{"new_object_id": "\\ud800", "x": 1, "y": 1, "z": 1}')]
+    (tmp_path / "in").mkdir()
+    pd.DataFrame([scene_row(ROOM, text) for text in poisoned]).to_parquet(tmp_path / "in" / "train-00000-of-00001.parquet")
+    code, output = cli("score", "--input", tmp_path / "in", "--output", tmp_path / "out", "--preset", preset)
+    assert code == 0, output
+    for row in read_table(tmp_path / "out").to_pylist():
+        assert_clean(row)
