@@ -11,7 +11,7 @@ import pytest
 from test_score_data import answer_text, gt_placements, scene_row, scenes, score_library
 
 from stages import score
-from stages.core.answer import parse_answer
+from stages.core.answer import entry_spans, parse_answer
 from stages.core.dataset import read_table
 from stages.core.turns import followup_text, previous_answer
 from stages.score.judges import ConstantJudge, Judgement, RulesJudge
@@ -154,6 +154,8 @@ def test_answer_tags_mentioned_while_thinking_are_reasoning():
     musing = f"<think>The format is <answer>[…]</answer>; first a draft: <answer>[]</answer>.</think><answer>{body}</answer>"
     a, b = score_library([scene_row(ROOM, plain), scene_row(ROOM, musing)])
     assert a["reward"] == b["reward"] >= 2 and previous_answer(musing) == f"<answer>{body}</answer>"
+    spans = entry_spans(musing)  # object-level credit reads the same block
+    assert set(spans) == set(gt_placements(ROOM)) and min(lo for lo, _ in spans.values()) > musing.index("</think>")
 
 
 def test_the_next_turn_shows_the_answer_block_that_was_scored():

@@ -338,10 +338,10 @@ def entry_spans(text: str) -> dict[str, tuple[int, int]]:
     reads (the last one), for answers written as the list the prompt asks for. An id's first entry
     counts, as in `parse_answer`; entries that are not JSON objects with a string id are skipped.
     Object-level credit gives the tokens of these spans their own advantage."""
-    answers = _blocks(text, "<answer>", "</answer>") if isinstance(text, str) else []
-    if not answers:
+    span = _answer_span(text)[0] if isinstance(text, str) else None
+    if span is None:
         return {}
-    start, end = answers[-1]
+    start, end = span
     spans: dict[str, tuple[int, int]] = {}
     for lo, hi in _list_items(text, start, end):
         try:
