@@ -108,6 +108,7 @@ def test_design_with_an_openai_compatible_server(server: LayoutServer, tmp_path:
     best = check_best_is_max(out, 2)
     assert len(best) == 3 and len(pd.read_parquet(out / "turn-1" / "score")) == 9
     refined = pd.read_parquet(out / "turn-2" / "rollout")
+    assert "glb" not in refined.columns  # the turn-1 pick's export is not carried into its refinements
     picks = pd.read_parquet(out / "turn-1" / "best")
     for _, row in refined.iterrows():  # turn 2 refines the turn-1 best of its room, shown its render and reward
         previous = json.loads(row.history)[-1]

@@ -44,7 +44,11 @@ SCORE_FIELDS = [
     pa.field(OBJECT_SCORES, pa.string()), pa.field("score_preset", pa.string()),
     pa.field("upstream_crash", pa.string()),
 ]
-SCORED_COLUMNS = [f.name for f in RENDER_FIELDS + SCORE_FIELDS]
+# export
+EXPORT_FIELDS = [pa.field("glb", pa.string()), pa.field("idesign", pa.string()),
+                 pa.field("objects_exported", pa.int64()), pa.field("not_placed", pa.string())]
+"""The exported files of one layout (paths relative to the export dataset) and what it left out."""
+SCORED_COLUMNS = [f.name for f in RENDER_FIELDS + SCORE_FIELDS + EXPORT_FIELDS]
 """Columns that describe one turn's sample, not the next one's (a new turn drops them and the
 `render_<view>` pictures; their values live on in `history`)."""
 

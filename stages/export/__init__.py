@@ -13,15 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import pyarrow as pa
 from pydantic import field_validator, model_validator
 
+from stages.core.columns import EXPORT_FIELDS
 from stages.core.config import StageConfig
 from stages.core.errors import UserError
 from stages.core.stage import Context, Stage, console, run_stage
 
-COLUMNS = [pa.field("glb", pa.string()), pa.field("idesign", pa.string()),
-           pa.field("objects_exported", pa.int64()), pa.field("not_placed", pa.string())]
+COLUMNS = EXPORT_FIELDS
 
 
 class Config(StageConfig):
