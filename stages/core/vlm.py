@@ -94,21 +94,25 @@ def load_processor(path: str | Path, flag: str = "--model"):
                                chat_template=tokenizer.chat_template)
 
 
-def load_model(path: str | Path, dtype: str = "auto", device: str | None = None, merge_adapter: bool = True):
+def load_model(path: str | Path, dtype: str = "auto", device: str | None = None, merge_adapter: bool = True,
+               attn_implementation: str | None = None):
     """An image-text-to-text model (else a text-only causal LM) in eval mode. A LoRA adapter is
-    applied to its base and merged by default, which makes sampling as fast as with a full model."""
+    applied to its base and merged by default, which makes sampling as fast as with a full model.
+    `attn_implementation` (sdpa, flash_attention_2, eager) defaults to transformers' choice."""
     import torch
     from transformers import AutoModelForImageTextToText
 
     base, adapter = model_source(path)
-    torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+    options: dict[str, Any] = {"dtype": dtype if dtype == "auto" else getattr(torch, dtype)}
+    if attn_implementation:
+        options["attn_implementation"] = attn_implementation
     model: Any
     try:
-        model = AutoModelForImageTextToText.from_pretrained(base, dtype=torch_dtype)
+        model = AutoModelForImageTextToText.from_pretrained(base, **options)
     except ValueError:  # not an image-text model: a text-only causal LM still takes text prompts
         from transformers import AutoModelForCausalLM
 
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype)
+        model = AutoModelForCausalLM.from_pretrained(base, **options)
     except OSError as err:
         raise UserError(f"--model: cannot load {base}: {err}") from None
     if adapter is not None:

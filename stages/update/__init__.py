@@ -118,14 +118,26 @@ class Config(BaseModel):
     """Recompute activations in the backward pass to save memory."""
     bf16: bool = True
     """Train in bfloat16 on GPUs (ignored on CPU, which trains in float32)."""
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """Policy weights on GPUs (CPU: always float32). auto: bfloat16 for LoRA (the base is frozen) and under
+    DeepSpeed (its optimizer keeps float32 master weights); otherwise float32 master weights with bfloat16
+    compute (--bf16: autocast, FSDP mixed precision). Plain bfloat16 weights drop Adam steps smaller than
+    their precision (about 1e-3 relative), e.g. most steps at the paper's learning rate 1e-6."""
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] = "sdpa"
+    """Attention kernel of the policy and the reference: sdpa (PyTorch), flash_attention_2 (GPUs with the
+    flash-attn package) or eager."""
     save_steps: int = Field(default=50, ge=1)
     """Write a resumable checkpoint every N optimizer steps (kept under OUTPUT/_checkpoints until done)."""
     keep_checkpoints: bool = False
     """Keep OUTPUT/_checkpoints after a successful update (default: remove them)."""
+    checkpoints_to_keep: int = Field(default=1, ge=1)
+    """Newest resumable checkpoints kept under OUTPUT/_checkpoints while the update runs; older ones are
+    deleted (each holds the full weights and optimizer state: about 16 bytes a parameter)."""
     report_to: list[Literal["none", "tensorboard", "wandb", "trackio"]] = ["none"]
     """Experiment trackers to log to besides metrics.jsonl (comma-separated)."""
 
-    RUN_FIELDS: ClassVar[tuple[str, ...]] = ("input", "output", "overwrite", "keep_checkpoints", "report_to")
+    RUN_FIELDS: ClassVar[tuple[str, ...]] = ("input", "output", "overwrite", "keep_checkpoints", "checkpoints_to_keep",
+                                             "report_to")
     """Fields that do not change the trained model; an interrupted update may resume across them."""
 
     @model_validator(mode="after")

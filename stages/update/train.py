@@ -69,6 +69,18 @@ def _check_trackers(cfg: Config) -> None:
                         "or leave it out")
 
 
+def _check_attention(cfg: Config) -> None:
+    """flash_attention_2 runs only on GPUs with the flash-attn package; say so before loading anything."""
+    import importlib.util
+
+    import torch
+
+    if cfg.attn_implementation == "flash_attention_2" and not (
+            torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None):
+        raise UserError("--attn-implementation flash_attention_2: needs a GPU and the flash-attn package "
+                        "(pip install flash-attn); use sdpa here")
+
+
 def _context_length(model_dir: str) -> int:
     from transformers import AutoConfig
 
@@ -77,17 +89,31 @@ def _context_length(model_dir: str) -> int:
     return int(getattr(text, "max_position_embeddings", 0) or 1 << 30)
 
 
+def policy_dtype(cfg: Config, on_gpu: bool, deepspeed: bool) -> str:
+    """The policy's weight dtype (see Config.dtype): float32 master weights unless they are frozen (LoRA)
+    or DeepSpeed keeps its own float32 copy."""
+    if not on_gpu:
+        return "float32"
+    if cfg.dtype != "auto":
+        return cfg.dtype
+    return "bfloat16" if cfg.bf16 and (cfg.lora_r or deepspeed) else "float32"
+
+
 def _load_policy(cfg: Config) -> tuple[Any, Any]:
     """The model to train and the LoRA config for TRL (None when training all weights, or when an
     existing adapter is trained further)."""
+    import torch
+
+    dtype = policy_dtype(cfg, torch.cuda.is_available(), os.environ.get("ACCELERATE_USE_DEEPSPEED") == "true")
     base, adapter = vlm.model_source(cfg.model)
     if cfg.lora_r and adapter is not None:
         from peft import PeftModel
 
         say(f"update: training the existing LoRA adapter {adapter} further (its rank and targets win)")
-        model = PeftModel.from_pretrained(vlm.load_model(base, dtype="float32"), str(adapter), is_trainable=True)
+        model = PeftModel.from_pretrained(vlm.load_model(base, dtype=dtype, attn_implementation=cfg.attn_implementation),
+                                          str(adapter), is_trainable=True)
         return model, None
-    model = vlm.load_model(cfg.model, dtype="float32")
+    model = vlm.load_model(cfg.model, dtype=dtype, attn_implementation=cfg.attn_implementation)
     if not cfg.lora_r:
         return model, None
     from peft import LoraConfig
@@ -122,7 +148,7 @@ def _reference(cfg: Config) -> Any:
     if not cfg.beta or (cfg.lora_r and _same_model(reference, vlm.model_source(cfg.model)[0])):
         return None
     dtype = "bfloat16" if cfg.bf16 and torch.cuda.is_available() else "float32"
-    return vlm.load_model(reference, dtype=dtype)
+    return vlm.load_model(reference, dtype=dtype, attn_implementation=cfg.attn_implementation)
 
 
 def _same_model(a: str, b: str) -> bool:
@@ -141,7 +167,8 @@ def _grpo_options(cfg: Config, group_size: int, longest_completion: int, tempera
         "learning_rate": cfg.learning_rate, "lr_scheduler_type": cfg.lr_scheduler_type,
         "warmup_steps": cfg.warmup_ratio, "weight_decay": cfg.weight_decay, "max_grad_norm": cfg.max_grad_norm,
         "num_train_epochs": cfg.num_train_epochs, "max_steps": cfg.max_steps or -1, "seed": cfg.seed,
-        "bf16": cfg.bf16, "save_steps": cfg.save_steps, "entropy_coef": cfg.entropy_coef, "temperature": temperature,
+        "bf16": cfg.bf16, "save_steps": cfg.save_steps, "save_total_limit": cfg.checkpoints_to_keep,
+        "entropy_coef": cfg.entropy_coef, "temperature": temperature,
         "report_to": [r for r in cfg.report_to if r != "none"] or "none",
     }
     if cfg.gradient_checkpointing:  # passed only when on: the flag's name is deprecated in transformers 5
@@ -181,6 +208,7 @@ def run_update(cfg: Config) -> Path:
 def _checked_inputs(cfg: Config, input_dir: Path) -> tuple[Any, prepare.Prepared, dict[str, Any]]:
     """Every check that can fail on the user's input, then the tokenized groups and the manifest header."""
     _check_trackers(cfg)
+    _check_attention(cfg)
     excluded = Excluded()
     groups = load_groups(input_dir, cfg.turns, cfg.reward_column, cfg.split or None, cfg.max_rows, cfg.group_by,
                          excluded)
@@ -236,11 +264,12 @@ def _checked_inputs(cfg: Config, input_dir: Path) -> tuple[Any, prepare.Prepared
 def _trainer(cfg: Config, processor: Any, prepared: prepare.Prepared, header: dict[str, Any],
              checkpoint: str | None) -> Any:
     """TRL's trainer over the prepared groups, logging to OUTPUT/metrics.jsonl."""
-    model, peft_config = _load_policy(cfg)
     group_size = header["group_size"]
     longest_completion = max(len(c) for g in prepared.stored.values() for c in g.completion_ids)
+    # The config first: under DeepSpeed ZeRO-3 it makes from_pretrained load each weight as a shard.
     args = trl_bridge.grpo_config(cfg.output / outputs.CHECKPOINTS,
                                   _grpo_options(cfg, group_size, longest_completion, header["temperature"]))
+    model, peft_config = _load_policy(cfg)
     metrics = outputs.MetricsLog(cfg.output, outputs.checkpoint_step(checkpoint))
     rollouts = trl_bridge.StoredRollouts(prepared.stored, group_size)
     return trl_bridge.build_trainer(model, processor, prepare.train_dataset(prepared.groups), rollouts, args,
