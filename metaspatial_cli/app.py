@@ -13,6 +13,7 @@ import os
 import typer
 
 from .options import add_config_command
+from .registry import STAGES
 
 # Keep CPU runs fast and offline by default; users on GPUs override as they like.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -27,14 +28,11 @@ app = typer.Typer(
     add_completion=False,
 )
 
-# Stage commands, generated from each stage's `Config` class; the help is the module docstring's first line.
-STAGES = {"gen-prompts": "stages.gen_prompts", "rollout": "stages.rollout", "render": "stages.render",
-          "score": "stages.score", "update": "stages.update", "export": "stages.export",
-          "select-rooms": "stages.select_rooms"}
 # Tool modules each add their own command(s) through `register(app)`.
 TOOLS = ("metaspatial_cli.inspect_cmd", "metaspatial_cli.make_model", "metaspatial_cli.pretrain",
          "metaspatial_cli.evaluate", "metaspatial_cli.report", "metaspatial_cli.design")
 
+# Stage commands, generated from each stage's `Config` class; the help is the module docstring's first line.
 for _name, _module in STAGES.items():
     _stage = importlib.import_module(_module)
     add_config_command(app, _name, _stage.Config, _stage.run, (_stage.__doc__ or "").strip().splitlines()[0],

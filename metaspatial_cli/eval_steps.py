@@ -14,8 +14,9 @@ import yaml
 from stages.core import dataset as ds
 from stages.core.errors import UserError
 
-from .evaluate import EvalConfig, stage_section
+from .eval_config import EvalConfig, stage_section
 from .recipes.steps import Step
+from .registry import EVAL_STAGES
 
 CONFIG_DIR = "_config"
 ROOMS_FILE = "rooms.jsonl"
@@ -97,7 +98,7 @@ def model_steps(cfg: EvalConfig) -> tuple[list[Step], list[Path]]:
     for i, model in enumerate(cfg.model, start=1):
         base = cfg.output / f"model-{i}"
         source = cfg.output / "prompts"
-        for stage in ("rollout", "render", "score"):
+        for stage in EVAL_STAGES[1:]:
             extra = ["--model", model, "--n", str(cfg.n)] if stage == "rollout" else []
             args = (stage, "--config", str(_config_path(cfg, stage)), "--input", str(source),
                     "--output", str(base / stage), *extra)

@@ -5,8 +5,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from metaspatial_cli.app import STAGES, app
-from metaspatial_cli.recipes.spec import apply_overrides, interpolate, load_recipe, stage_config_class
+from metaspatial_cli.app import app
+from metaspatial_cli.recipes.spec import apply_overrides, interpolate, load_recipe
+from metaspatial_cli.registry import STAGES
+from metaspatial_cli.registry import config_class as stage_config_class
 from stages.core.errors import UserError
 
 SCENES = Path(__file__).resolve().parent / "fixtures" / "upstream-oracle" / "scenes.jsonl"

@@ -23,7 +23,6 @@ costs that hour.
 from __future__ import annotations
 
 import difflib
-import importlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,15 +34,14 @@ from pydantic import BaseModel, ValidationError
 from stages.core.config import load_yaml, validation_message
 from stages.core.errors import UserError
 
+from ..eval_config import EvalConfig
+from ..registry import PIPELINE, RUNNER_FIELDS, config_class
 from .arithmetic import check_arithmetic
 from .launch import check_accelerate
 
-PIPELINE = ("gen-prompts", "rollout", "render", "score", "update")
 TOP_KEYS = {"workdir", "model", "make_model", "pretrain", "iterations", "turns", "stages", "eval", "accelerate",
             "keep_models", "rooms_per_iteration", "seed"}
-# Options the runner sets on the command line of each step (they depend on where the step sits
-# in the pipeline), so a recipe section may not set them.
-RUNNER_FIELDS = {"input", "output", "num_shards", "shard_index"}
+# Options the runner sets for particular stages, besides RUNNER_FIELDS (see the registry).
 RUNNER_FIELDS_BY_STAGE = {"rollout": {"model", "turn"}, "update": {"model", "reference_model"}, "eval": {"model"}}
 PRETRAIN_OWNED = {"output"}
 REF = re.compile(r"\$\{([A-Za-z0-9_.\-]+)\}")
@@ -70,13 +68,6 @@ class Recipe:
     seed: int = 0
     """Seed of the recipe's own randomness (the per-iteration room draw)."""
     config_classes: dict[str, type[BaseModel]] = field(default_factory=dict)
-
-
-def stage_config_class(stage: str) -> type[BaseModel]:
-    """The stage's Config class: its fields are the keys of the stage's recipe section."""
-    from metaspatial_cli.app import STAGES
-
-    return importlib.import_module(STAGES[stage]).Config
 
 
 def apply_overrides(raw: dict[str, Any], sets: list[str], source: str) -> None:
@@ -211,7 +202,7 @@ def load_recipe(path: Path, sets: list[str] | None = None) -> Recipe:
             if section:
                 raise UserError(f"{source}: {stage}: section given but the stage is not in `stages`")
             continue
-        cls = stage_config_class(stage)
+        cls = config_class(stage)
         validate_section(source, stage, section, cls,
                          {"input": recipe.workdir, "output": recipe.workdir, "model": recipe.model, "turn": 1})
         recipe.sections[stage] = section
@@ -236,8 +227,6 @@ def _check_extras(recipe: Recipe, source: str) -> None:
         except ValidationError as err:
             raise UserError(validation_message(err, PretrainConfig, source, "pretrain")) from None
     if recipe.eval is not None:
-        from metaspatial_cli.evaluate import EvalConfig
-
         if not isinstance(recipe.eval, dict):
             raise UserError(f"{source}: eval: expected a mapping of option: value")
         validate_section(source, "eval", recipe.eval, EvalConfig, {"model": [recipe.model]})

@@ -22,12 +22,12 @@ from typing import Any, Literal
 
 import yaml
 
+from ..registry import TURN_STAGES
 from .arithmetic import gpus
 from .launch import update_launcher
 from .spec import Recipe
 
 CONFIG_DIR = "_recipe"
-TURN_STAGES = ("rollout", "render", "score")
 GPUS_MARKER = "# gpus"
 """Heads the plan's line of GPUs per step kind (`# gpus rollout=2 update=4`; read by examples/slurm/submit.sh)."""
 STEPS_MARKER = "# steps"
