@@ -216,3 +216,24 @@ def test_another_architecture_samples_too(prompts, tmp_path):
     assert code == 0, text
     rows = pd.read_parquet(tmp_path / "r")
     assert len(rows) == 4 and (rows.response_logprobs.map(len) == rows.num_response_tokens).all()
+
+
+def test_system_prompt_from_gen_prompts_opens_the_chat(tiny, tmp_path):
+    """gen-prompts --system-prompt writes the column; rollout puts it first in the chat it samples from."""
+    system = "Reason inside <think></think> first, then answer inside <answer></answer>."
+    code, text = cli("gen-prompts", "--source", "jsonl", "--input", ROOMS, "--output", tmp_path / "p",
+                     "--image-size", "64", "--system-prompt", system, "--max-rows", 1)
+    assert code == 0, text
+    assert (pd.read_parquet(tmp_path / "p")["system_prompt"] == system).all()
+    code, text = cli("rollout", "--input", tmp_path / "p", "--output", tmp_path / "r", "--model", tiny, "--n", 2,
+                     "--max-new-tokens", 4)
+    assert code == 0, text
+    for row in pd.read_parquet(tmp_path / "r").itertuples():
+        messages = json.loads(row.messages)
+        assert messages[0] == {"role": "system", "content": [{"type": "text", "text": system}]}
+        assert messages[1]["role"] == "user"
+    bad = pd.read_parquet(tmp_path / "p").assign(system_prompt=7)
+    bad.to_parquet(tmp_path / "p" / "train-00000-of-00001.parquet")
+    (tmp_path / "p" / "_manifest.json").unlink()  # read the edited part as it is
+    code, text = cli("rollout", "--input", tmp_path / "p", "--output", tmp_path / "r2", "--model", tiny)
+    assert code == 2 and "system_prompt: must be text" in text

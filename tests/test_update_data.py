@@ -86,7 +86,8 @@ def completion_log_softmax(model: Any, processor: Any, directory: Path, rows: li
 
     out = []
     for row in rows:
-        messages = vlm.build_messages(row["prompt"], row["image"], contract.history(row["history"]))
+        messages = vlm.build_messages(row["prompt"], row["image"], contract.history(row["history"]),
+                                      row.get("system_prompt"))
         for message in messages:
             for part in message["content"]:
                 if part["type"] == "image":

@@ -171,3 +171,21 @@ def test_lora_reference_of_iteration_3_is_the_initial_policy(tmp_path, tiny_mode
         adapted = policy(input_ids=ids).logits
     with torch.no_grad():
         assert not torch.equal(policy(input_ids=ids).logits, adapted)  # the adapter has moved the policy
+
+
+def test_system_prompt_reaches_the_trainer(tmp_path, tiny_model, processor):
+    """Rows with a system message: log-probs taken by the current policy after that message give a ratio
+    of 1 only if the trainer scores the completions after the same message."""
+    data = tmp_path / "scores"
+    rows = scored_rows(processor.tokenizer, data, rewards=REWARDS)
+    for row in rows:
+        row["system_prompt"] = "Reason inside <think></think> first, then answer inside <answer></answer>."
+    with torch.no_grad():
+        current = completion_logps(vlm.load_model(tiny_model), processor, data, rows)
+        without = completion_logps(vlm.load_model(tiny_model), processor, data,
+                                   [{**r, "system_prompt": None} for r in rows])
+    assert max(float((a - b).abs().max()) for a, b in zip(current, without, strict=True)) > 1e-3
+    write_dataset(data, with_logprobs(rows, current))
+    first = run_one_step(tmp_path, tiny_model, data, loss_type="dapo")["first"]
+    assert first["ratio/min"] == pytest.approx(1.0, abs=1e-5)
+    assert first["ratio/max"] == pytest.approx(1.0, abs=1e-5)

@@ -11,6 +11,8 @@ import pyarrow as pa
 # gen-prompts
 PROMPT_ID = "prompt_id"
 PROMPT = "prompt"
+SYSTEM_PROMPT = "system_prompt"
+"""The system message of the row's chat (null: the model's default)."""
 IMAGE = "image"
 SCENE = "scene"
 ROOM_SIZE = ("room_x", "room_y", "room_z")

@@ -31,6 +31,7 @@ from .columns import (
     RESPONSE,
     RESPONSE_TOKEN_IDS,
     SCENE,
+    SYSTEM_PROMPT,
     TURN,
 )
 from .errors import UserError, where
@@ -60,6 +61,15 @@ def response(value: Any, at: str = RESPONSE) -> str | None:
     if value is not None and not isinstance(value, str):
         raise UserError(f"{at}: must be text (the model's response), got {type(value).__name__} {value!r:.60}")
     return value
+
+
+def system_prompt(value: Any, at: str = SYSTEM_PROMPT) -> str | None:
+    """The row's system message; None (or empty, or NaN: pandas' missing value) for the chat template's default."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if value is not None and not isinstance(value, str):
+        raise UserError(f"{at}: must be text (a system message) or null, got {type(value).__name__} {value!r:.60}")
+    return value or None
 
 
 def answer(row: dict[str, Any], ids: list[str]) -> ParsedAnswer:
@@ -165,6 +175,7 @@ def history(value: Any, at: str = HISTORY) -> list[dict[str, Any]]:
 DECODERS: dict[str, Callable[[Any, str], Any]] = {
     RESPONSE: response, TURN: turn, IMAGE: image, HISTORY: history, FEEDBACK: feedback,
     OBJECT_SCORES: object_scores, REFERENCE_LAYOUT: reference_layout, RESPONSE_TOKEN_IDS: token_ids,
+    SYSTEM_PROMPT: system_prompt,
 }
 """The decoder of each contract column (value, location) -> typed value, by column name;
 `render_<view>` columns are images."""

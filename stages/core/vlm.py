@@ -8,8 +8,9 @@ so the tokens `update` trains on are exactly the tokens `rollout` sampled from:
 - `load_processor(path)`: tokenizer (left padding) + the PIL image processor + the model's processor
   class. It never needs torchvision (whose CPU wheels are often missing or broken), and it gives
   the same pixels on every machine.
-- `build_messages(prompt, image, history)`: the one chat a row stands for (turn 1: task + room image;
-  later turns: task + previous answer, reward, feedback + the previous render).
+- `build_messages(prompt, image, history, system)`: the one chat a row stands for (turn 1: task + room
+  image; later turns: task + previous answer, reward, feedback + the previous render), after the
+  row's system message when it has one.
 """
 
 from __future__ import annotations
@@ -148,16 +149,19 @@ def turn_image(image: Any, history: list[dict[str, Any]]) -> Any:
     return image
 
 
-def build_messages(prompt: str, image: Any, history: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def build_messages(prompt: str, image: Any, history: list[dict[str, Any]] | None = None,
+                   system: str | None = None) -> list[dict[str, Any]]:
     """The chat for one row. `image` is whatever the caller uses for images (a relative path, a PIL
     image, None for text only); later turns show the previous render in its place. `history` is
-    decoded (`stages.core.rows.history`)."""
+    decoded (`stages.core.rows.history`). `system`: the row's system message (None: the chat
+    template's default)."""
     history = history or []
     text = followup_text(prompt, history[-1]) if history else prompt
     shown = turn_image(image, history)
     content: list[dict[str, Any]] = [{"type": "image", "image": shown}] if shown is not None else []
     content.append({"type": "text", "text": text})
-    return [{"role": "user", "content": content}]
+    user = {"role": "user", "content": content}
+    return [{"role": "system", "content": [{"type": "text", "text": system}]}, user] if system else [user]
 
 
 def message_images(messages: list[dict[str, Any]]) -> list[Any]:

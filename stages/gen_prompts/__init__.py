@@ -47,6 +47,9 @@ class Config(StageConfig):
     """Split of the Hugging Face dataset to read (hf source with --dataset)."""
     sizes: Path | None = None
     """idesign source: a JSON file mapping each scene file's room to {description, room_size}."""
+    system_prompt: str | None = None
+    """A system message for every prompt (column system_prompt; default: none, the model's own). The paper
+    recipes give a reasoning-format instruction, as the paper's runs did."""
     template: str = "default"
     """Prompt template: a built-in name (default, concise, paper: the hf dataset's own prompt text) or a text
     file with $placeholders."""
@@ -98,6 +101,7 @@ COLUMNS = [
     pa.field("preference", pa.string()), pa.field("room_x", pa.float64()), pa.field("room_y", pa.float64()),
     pa.field("room_z", pa.float64()), pa.field("scene", pa.string()), pa.field("num_objects", pa.int64()),
     pa.field("reference_layout", pa.string()), pa.field("prompt", pa.string()), pa.field("image", pa.string()),
+    pa.field("system_prompt", pa.string()),
 ]
 
 
@@ -147,7 +151,7 @@ def _row(rec: dict[str, Any], cfg: Config, ctx: Context, template: Any) -> dict[
         "room_z": float(scene.size.z), "scene": json.dumps(scene.to_idesign(with_positions=False)),
         "num_objects": len(scene.objects), "reference_layout": json.dumps(reference) if reference else None,
         "prompt": prompt_mod.fill(template, scene, rec["preference"], rec.get("problem")),
-        "image": _empty_room_image(scene, cfg.image_size, ctx),
+        "image": _empty_room_image(scene, cfg.image_size, ctx), "system_prompt": cfg.system_prompt or None,
     }
     ctx.advance(1)
     return row

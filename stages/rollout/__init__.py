@@ -17,8 +17,9 @@ from pydantic import Field, model_validator
 from rich.markup import escape
 
 from stages.core import dataset as ds
+from stages.core import rows as row_codec
 from stages.core import vlm
-from stages.core.columns import SCENE_COLUMNS
+from stages.core.columns import SCENE_COLUMNS, SYSTEM_PROMPT
 from stages.core.config import StageConfig
 from stages.core.errors import UserError
 from stages.core.stage import Context, Stage, console, run_stage
@@ -117,7 +118,8 @@ SHOWN = 5
 def _plan(row: dict[str, Any], cfg: Config) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict]]:
     """(sample identities, chat with image refs, history) for one input row."""
     history = samples.history_of(row, cfg)
-    messages = vlm.build_messages(row["prompt"], samples.room_image(row, cfg), history)
+    messages = vlm.build_messages(row["prompt"], samples.room_image(row, cfg), history,
+                                  row_codec.system_prompt(row.get(SYSTEM_PROMPT)))
     return samples.sample_ids(row, cfg), messages, history
 
 

@@ -23,6 +23,7 @@ from stages.core.columns import (
     PROMPT_ID,
     RESPONSE,
     REWARD,
+    SYSTEM_PROMPT,
     TRAJECTORY_ID,
     TURN,
     is_turn_column,
@@ -91,9 +92,10 @@ def check_row(row: dict[str, Any], index: int, cfg: Any, directory: Path) -> Non
     if row.get(PROMPT_ID) is None:
         raise UserError(f"{at}, field prompt_id: missing")
     if cfg.turn == 1:
-        rows.check([row], [IMAGE], directory, index)
+        rows.check([row], [IMAGE, SYSTEM_PROMPT], directory, index)
     else:
-        rows.check([row], [IMAGE, TURN, RESPONSE, HISTORY, FEEDBACK, render_column(cfg)], directory, index)
+        rows.check([row], [IMAGE, SYSTEM_PROMPT, TURN, RESPONSE, HISTORY, FEEDBACK, render_column(cfg)], directory,
+                   index)
         if row[TURN] != cfg.turn - 1:
             raise UserError(f"{at}, field turn: is {row[TURN]!r}, but --turn {cfg.turn} continues turn "
                             f"{cfg.turn - 1} (pass the scored dataset of turn {cfg.turn - 1})")

@@ -21,19 +21,28 @@ from typing import Any
 
 from stages.core import dataset as ds
 from stages.core import rows as rows_codec
-from stages.core.columns import HISTORY, IMAGE, OBJECT_SCORES, PROMPT, RESPONSE, RESPONSE_TOKEN_IDS, TURN
+from stages.core.columns import (
+    HISTORY,
+    IMAGE,
+    OBJECT_SCORES,
+    PROMPT,
+    RESPONSE,
+    RESPONSE_TOKEN_IDS,
+    SYSTEM_PROMPT,
+    TURN,
+)
 from stages.core.errors import UserError, where
 from stages.core.failures import count_failures, describe, failure
 
 REQUIRED = [PROMPT, RESPONSE]
-CHECKED = [RESPONSE, TURN, IMAGE, HISTORY, RESPONSE_TOKEN_IDS, OBJECT_SCORES]
+CHECKED = [RESPONSE, TURN, IMAGE, HISTORY, RESPONSE_TOKEN_IDS, OBJECT_SCORES, SYSTEM_PROMPT]
 """Contract columns decoded up front (`stages.core.rows.check`) when the dataset has them."""
 SHOWN = 5  # how many offending rows/groups an error message lists
 
 
 @dataclass
 class Sample:
-    """One stored completion with the prompt it answered: task text, image, earlier turns (JSON),
+    """One stored completion with the prompt it answered: task text, image, earlier turns (JSON), system message,
     the exact tokens sampled and their log-probabilities at sampling time (when known), the
     response text and its reward."""
 
@@ -41,6 +50,7 @@ class Sample:
     prompt: str
     image: str | None
     history: str | None
+    system: str | None
     response: str
     token_ids: list[int] | None
     logprobs: list[float] | None
@@ -144,8 +154,9 @@ def build_groups(rows: list[dict[str, Any]], indices: list[int], reward_column: 
         gid = "/".join(str(row[k]) for k in keys)
         group = groups.setdefault(gid, Group(gid))
         group.samples.append(Sample(i, row["prompt"], row.get("image"), row.get("history"),
-                                    row.get("response") or "", _token_ids(row), _logprobs(row),
-                                    float(row[reward_column]), rows_codec.object_scores(row.get(OBJECT_SCORES))))
+                                    rows_codec.system_prompt(row.get(SYSTEM_PROMPT)), row.get("response") or "",
+                                    _token_ids(row), _logprobs(row), float(row[reward_column]),
+                                    rows_codec.object_scores(row.get(OBJECT_SCORES))))
     _check_sizes(list(groups.values()), ", ".join(keys), directory)
     return list(groups.values())
 

@@ -42,7 +42,7 @@ def _image_path(input_dir: Path, ref: Any) -> str:
 
 def sample_chat(sample: Sample, input_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """The sample's chat with image placeholders, and the image files that fill them, in order."""
-    messages = vlm.build_messages(sample.prompt, sample.image, rows.history(sample.history))
+    messages = vlm.build_messages(sample.prompt, sample.image, rows.history(sample.history), sample.system)
     paths = [_image_path(input_dir, ref) for ref in vlm.message_images(messages)]
     stripped = [{**m, "content": [{"type": "image"} if part.get("type") == "image" else part
                                   for part in m["content"]]} if isinstance(m["content"], list) else m
@@ -86,7 +86,7 @@ def encode_groups(groups: list[Group], processor: Any, input_dir: Path, max_leng
     for group in groups:
         chats, paths, prompt_ids = [], [], []
         for sample in group.samples:
-            key = (sample.prompt, sample.image, sample.history)
+            key = (sample.prompt, sample.image, sample.history, sample.system)
             if key not in prompts:  # the samples of a group usually share their prompt
                 chat, files = sample_chat(sample, input_dir)
                 prompts[key] = (chat, files, _prompt_ids(processor, chat, files, input_dir))
