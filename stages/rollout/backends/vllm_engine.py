@@ -13,6 +13,8 @@ Data parallelism: vLLM's offline engine is one replica per process, so replicas 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from stages.core import vlm
@@ -39,13 +41,7 @@ class VLLMBackend:
             from vllm.lora.request import LoRARequest
 
             self.lora = LoRARequest("policy", 1, str(adapter))
-        self.llm = LLM(
-            model=base, tokenizer=str(adapter) if adapter is not None and (adapter / "tokenizer_config.json").is_file()
-            else base, dtype=cfg.dtype, seed=cfg.seed, tensor_parallel_size=cfg.tensor_parallel_size,
-            gpu_memory_utilization=cfg.gpu_memory_utilization, max_model_len=cfg.max_model_len,
-            enforce_eager=cfg.enforce_eager, enable_lora=adapter is not None, limit_mm_per_prompt={"image": 1},
-            logprobs_mode="processed_logprobs",
-            structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True})
+        self.llm = LLM(**engine_options(cfg, base, adapter))
 
     def sampling_params(self, request: Request):
         from vllm import SamplingParams
@@ -76,3 +72,35 @@ class VLLMBackend:
             logprobs = [float(step[token].logprob) for step, token in zip(output.logprobs, ids, strict=True)]
         return Completion(text=output.text, token_ids=ids, finish_reason=output.finish_reason or "stop",
                           logprobs=logprobs, num_prompt_tokens=prompt_tokens)
+
+
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+"""The values vLLM accepts for max_lora_rank (vllm/config/lora.py, MaxLoRARanks); its default is 16."""
+
+
+def engine_options(cfg: Any, base: str, adapter: Path | None) -> dict[str, Any]:
+    """The `LLM(...)` arguments: images only (one per prompt; video off, so vLLM reserves no memory for
+    it), a LoRA adapter's rank allowed for (vLLM's default, 16, rejects `update --lora-r 32` adapters)."""
+    options: dict[str, Any] = {
+        "model": base, "tokenizer": str(adapter) if adapter is not None and (adapter / "tokenizer_config.json").is_file()
+        else base, "dtype": cfg.dtype, "seed": cfg.seed, "tensor_parallel_size": cfg.tensor_parallel_size,
+        "gpu_memory_utilization": cfg.gpu_memory_utilization, "max_model_len": cfg.max_model_len,
+        "enforce_eager": cfg.enforce_eager, "limit_mm_per_prompt": {"image": 1, "video": 0},
+        "logprobs_mode": "processed_logprobs",
+        "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
+        "enable_lora": adapter is not None}
+    if adapter is not None:
+        options["max_lora_rank"] = _lora_rank_bound(adapter)
+    return options
+
+
+def _lora_rank_bound(adapter: Path) -> int:
+    """The smallest max_lora_rank vLLM accepts that holds the adapter's rank (`r` in adapter_config.json)."""
+    config = adapter / vlm.ADAPTER_CONFIG
+    try:
+        rank = json.loads(config.read_text())["r"]
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(f"{config}: cannot read the LoRA rank `r` ({err})") from None
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1 or rank > LORA_RANKS[-1]:
+        raise UserError(f"{config}: r: vLLM serves LoRA ranks 1 to {LORA_RANKS[-1]}, got {rank!r}")
+    return next(r for r in LORA_RANKS if r >= rank)
