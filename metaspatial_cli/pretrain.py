@@ -97,6 +97,7 @@ def run(cfg: PretrainConfig) -> Path:
 
     from stages.core import dataset as ds
     from stages.core import vlm
+    from stages.core.console import Meter
 
     ds.check_output(cfg.output, [Path(cfg.base)])
     torch.manual_seed(cfg.seed)
@@ -109,6 +110,7 @@ def run(cfg: PretrainConfig) -> Path:
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
         order = random.Random(cfg.seed)
         losses = []
+        meter = Meter("pretrain", cfg.epochs * len(examples), "rooms", console=err_console)
         for epoch in range(1, cfg.epochs + 1):
             order.shuffle(examples)
             total = 0.0
@@ -116,6 +118,7 @@ def run(cfg: PretrainConfig) -> Path:
                 loss = model(**example).loss
                 (loss / cfg.batch_size).backward()
                 total += loss.item()
+                meter.add(1, int(example["input_ids"].numel()))
                 if i % cfg.batch_size == 0 or i == len(examples):
                     optimizer.step()
                     optimizer.zero_grad()

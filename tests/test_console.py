@@ -48,3 +48,19 @@ def test_the_recipe_labels_its_eval_models_by_role():
     code, out = cli("recipe", "plan", REPO / "recipes" / "quickstart.yaml")
     line = next(line for line in out.splitlines() if line.startswith("metaspatial eval"))
     assert "--label random" in line and "--label 'warmed up'" in line and "--label 'iteration 3'" in line
+
+
+def test_meter_says_how_far_work_is_with_rate_and_eta_until_the_end():
+    import io
+
+    from rich.console import Console
+
+    from stages.core.console import Meter, duration
+
+    log = io.StringIO()
+    meter = Meter("rollout", 10, "samples", every=0, console=Console(file=log, width=200))
+    meter.add(4, 400)
+    meter.add(6, 600)  # the end: the caller prints its own summary
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rollout: 4/10 samples, ") and "tokens/s, ETA " in lines[0]
+    assert [duration(s) for s in (4.4, 200, 7500)] == ["4 s", "3 min 20 s", "2 h 05 min"]

@@ -237,3 +237,16 @@ def test_system_prompt_from_gen_prompts_opens_the_chat(tiny, tmp_path):
     (tmp_path / "p" / "_manifest.json").unlink()  # read the edited part as it is
     code, text = cli("rollout", "--input", tmp_path / "p", "--output", tmp_path / "r2", "--model", tiny)
     assert code == 2 and "system_prompt: must be text" in text
+
+
+def test_progress_is_reported_per_generated_batch(tiny):
+    from stages import rollout
+    from stages.rollout.backends import Request, make_backend
+
+    backend = make_backend(rollout.Config(model=str(tiny), batch_size=2, max_new_tokens=6))
+    chat = [{"role": "user", "content": [{"type": "text", "text": "place it"}]}]
+    calls: list[tuple[int, int]] = []
+    done = backend.generate([Request(messages=chat, n=n, seed=n) for n in (1, 3)],
+                            progress=lambda samples, tokens: calls.append((samples, tokens)))
+    assert [samples for samples, _ in calls] == [2, 2]  # 4 samples in batches of 2: the bar moves twice
+    assert sum(tokens for _, tokens in calls) == sum(c.num_tokens for out in done for c in out)

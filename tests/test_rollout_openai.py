@@ -136,7 +136,7 @@ def test_unreachable_server_fails_with_a_clear_message(prompts, tmp_path):
     assert code == 2 and "every request" in text and "127.0.0.1:9" in text
 
 
-def test_progress_counts_each_finished_request_once(server):
+def test_progress_counts_each_finished_sample_once(server):
     from stages import rollout
     from stages.rollout.backends import Request
     from stages.rollout.backends.openai_api import OpenAIBackend
@@ -145,5 +145,6 @@ def test_progress_counts_each_finished_request_once(server):
     chat = [{"role": "user", "content": [{"type": "image", "image": Image.new("RGB", (8, 8))},
                                          {"type": "text", "text": "place it"}]}]
     finished: list[int] = []
-    done = backend.generate([Request(messages=chat, n=n, seed=n) for n in (1, 3, 2)], progress=finished.append)
-    assert [len(c) for c in done] == [1, 3, 2] and sum(finished) == 3
+    done = backend.generate([Request(messages=chat, n=n, seed=n) for n in (1, 3, 2)],
+                            progress=lambda samples, tokens: finished.append(samples))
+    assert [len(c) for c in done] == [1, 3, 2] and sum(finished) == 6

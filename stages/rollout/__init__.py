@@ -21,6 +21,7 @@ from stages.core import rows as row_codec
 from stages.core import vlm
 from stages.core.columns import SCENE_COLUMNS, SYSTEM_PROMPT
 from stages.core.config import StageConfig
+from stages.core.console import Meter
 from stages.core.errors import UserError
 from stages.core.stage import Context, Stage, console, run_stage
 
@@ -146,7 +147,14 @@ def make_processor(cfg: Config, ctx: Context, dropped: list[str]):
                             seed=samples.request_seed(cfg.seed, ids[0]["sample_id"]),
                             grammar=row_grammar(row, cfg.guided_think_chars, "row") if cfg.guided else None)
                     for row, (ids, messages, _) in zip(rows, plans, strict=True)]
-        results = backend.generate(requests, progress=lambda finished: ctx.advance(finished))
+        total = sum(r.n for r in requests)
+        meter = Meter("rollout", total, "samples", every=5.0, console=console)
+
+        def progress(done: int, tokens: int) -> None:  # the bar counts prompts: a batch moves it by its share
+            ctx.advance(done * len(rows) / total)
+            meter.add(done, tokens)
+
+        results = backend.generate(requests, progress=progress)
         out: list[dict[str, Any]] = []
         for row, (ids, messages, history), completions in zip(rows, plans, results, strict=True):
             shared = {**{k: v for k, v in row.items() if k not in dropped}, **_prompt_columns(messages, history)}

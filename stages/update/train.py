@@ -170,9 +170,9 @@ def _grpo_options(cfg: Config, group_size: int, longest_completion: int, tempera
         "bf16": cfg.bf16, "save_steps": cfg.save_steps, "save_total_limit": cfg.checkpoints_to_keep,
         "entropy_coef": cfg.entropy_coef, "temperature": temperature,
         "report_to": [r for r in cfg.report_to if r != "none"] or "none",
+        # Always given, under transformers 5's name: TRL's default is on (and under the deprecated name).
+        "activation_checkpointing": cfg.gradient_checkpointing,
     }
-    if cfg.gradient_checkpointing:  # passed only when on: the flag's name is deprecated in transformers 5
-        options["gradient_checkpointing"] = True
     return options
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -183,6 +184,11 @@ def build_trainer(model: Any, processor: Any, dataset: Any, rollouts: StoredRoll
                         **throughput.update(self.state)}
             super().log(logs, start_time)
 
+    # TRL 1.16 toggles checkpointing around every generation and log-prob pass through transformers 5's
+    # deprecated aliases (`is_gradient_checkpointing`, `gradient_checkpointing_enable/disable`): four
+    # FutureWarnings per step that are TRL's to fix, not the user's. Only those messages are silenced.
+    for alias in ("is_gradient_checkpointing", "gradient_checkpointing_enable", "gradient_checkpointing_disable"):
+        warnings.filterwarnings("ignore", message=f"`{alias}` is deprecated", category=FutureWarning)
     throughput, ratios = Throughput(), RatioStats()
     beta, args.beta = args.beta, 0.0  # keep TRL from building a reference out of the policy it is given
     trainer = StoredRolloutTrainer(model=model, reward_funcs=[stored_reward], args=args, train_dataset=dataset,
@@ -278,15 +284,25 @@ def metrics_callback(write: Callable[[dict[str, Any]], None]) -> Any:
     """A TrainerCallback that passes each step's log record to `write` and prints a short line."""
     from transformers import TrainerCallback
 
+    from stages.core.console import eta
+
     class MetricsCallback(TrainerCallback):
+        start: tuple[float, int] | None = None  # (time, step) of the first step of this process (resume too)
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.start is None:
+                self.start = (time.monotonic(), state.global_step)
+
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
                    **kwargs: Any) -> None:
             if not state.is_world_process_zero or not logs or "loss" not in logs:
                 return
             write({"step": state.global_step, "epoch": state.epoch, **logs})
             nan = float("nan")
+            began, first = self.start or (time.monotonic(), state.global_step)
+            left = eta(time.monotonic() - began, state.global_step - first, state.max_steps - first)
             print(f"update: step {state.global_step}/{state.max_steps} loss {logs['loss']:.4g} "
                   f"reward {logs.get('reward', nan):.4g} grad_norm {logs.get('grad_norm', nan):.4g} "
-                  f"tokens/s {logs.get('tokens_per_s', nan):.0f}", flush=True)
+                  f"tokens/s {logs.get('tokens_per_s', nan):.0f} ETA {left}", flush=True)
 
     return MetricsCallback()

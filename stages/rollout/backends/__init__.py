@@ -13,10 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-Progress = Callable[[int], None]
+Progress = Callable[[int, int], None]
+"""`progress(samples, tokens)`: that many more samples, of that many tokens in all, are finished."""
 
 
-def ignore(finished: int) -> None:
+def ignore(samples: int, tokens: int) -> None:
     """The default progress hook: nobody is watching."""
 
 
@@ -57,7 +58,7 @@ class Backend(Protocol):
     model_name: str
 
     def generate(self, requests: list[Request], progress: Progress = ignore) -> list[list[Completion]]:
-        """`requests[i].n` completions for each request, in order; `progress(k)` as k more requests finish."""
+        """`requests[i].n` completions for each request, in order; `progress(samples, tokens)` as they finish."""
 
 
 def make_backend(cfg: Any) -> Backend:

@@ -86,7 +86,6 @@ class TransformersBackend:
 
     def generate(self, requests: list[Request], progress: Progress = ignore) -> list[list[Completion]]:
         texts = [vlm.chat_text(self.processor, r.messages) for r in requests]
-        missing = [r.n for r in requests]
         jobs = [(len(texts[i]), i, k) for i, r in enumerate(requests) for k in range(r.n)]
         jobs.sort(key=lambda job: job[0])
         out: list[list[Completion | None]] = [[None] * r.n for r in requests]
@@ -96,8 +95,7 @@ class TransformersBackend:
             done = self._generate_batch([requests[i] for _, i, _ in batch], [texts[i] for _, i, _ in batch])
             for (_, i, k), completion in zip(batch, done, strict=True):
                 out[i][k] = completion
-                missing[i] -= 1
-            progress(sum(missing[i] == 0 for i in {i for _, i, _ in batch}))
+            progress(len(batch), sum(c.num_tokens or 0 for c in done))
         return out  # type: ignore[return-value]
 
     def _generate_batch(self, requests: list[Request], texts: list[str]) -> list[Completion]:

@@ -108,12 +108,12 @@ class OpenAIBackend:
                                 self.log) as client:
             async def sample(i: int, k: int) -> Completion:
                 async with gate:
-                    return await self._one(client, converted[i], requests[i].seed + k, requests[i].grammar)
+                    done = await self._one(client, converted[i], requests[i].seed + k, requests[i].grammar)
+                progress(1, done.num_tokens or 0)
+                return done
 
             async def request(i: int) -> list[Completion]:
-                done = list(await asyncio.gather(*(sample(i, k) for k in range(requests[i].n))))
-                progress(1)
-                return done
+                return list(await asyncio.gather(*(sample(i, k) for k in range(requests[i].n))))
 
             return list(await asyncio.gather(*(request(i) for i in range(len(requests)))))
 

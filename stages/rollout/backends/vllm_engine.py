@@ -61,8 +61,9 @@ class VLLMBackend:
     def generate(self, requests: list[Request], progress: Progress = ignore) -> list[list[Completion]]:
         outputs = self.llm.generate([self.prompt(r) for r in requests], [self.sampling_params(r) for r in requests],
                                     lora_request=self.lora, use_tqdm=False)
-        progress(len(requests))  # one engine call: it schedules the whole chunk itself
-        return [[self._completion(o, len(out.prompt_token_ids or [])) for o in out.outputs] for out in outputs]
+        done = [[self._completion(o, len(out.prompt_token_ids or [])) for o in out.outputs] for out in outputs]
+        progress(sum(map(len, done)), sum(c.num_tokens or 0 for c in sum(done, [])))  # one engine call: the whole chunk
+        return done
 
     @staticmethod
     def _completion(output: Any, prompt_tokens: int) -> Completion:
