@@ -65,7 +65,7 @@ def test_valid_recipe_loads_with_override(tmp_path):
     ("  image_size: big\n", r"r.yaml: gen-prompts.image_size: Input should be a valid integer"),
     ("  num_roms: 3\n", r"r.yaml: gen-prompts.num_roms: unknown key \(did you mean num_rooms"),
     ("  output: x\n", r"r.yaml: gen-prompts.output: set by the recipe runner"),
-    ("iterations: 0\n", r"r.yaml: iterations: expected a whole number"),
+    ("iterations: 0\n", r"r.yaml: iterations: Input should be greater than or equal to 1"),
     ("iterations: 2\n", "need the update stage"),
     ("wrokdir: x\n", r"r.yaml: wrokdir: unknown key \(did you mean workdir\?"),
     ("stages: [gen-prompts, render]\n", "a prefix of it"),

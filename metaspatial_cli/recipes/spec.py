@@ -22,16 +22,15 @@ costs that hour.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from stages.core.config import load_yaml, validation_message
+from stages.core.config import build_config, load_yaml, validation_message
 from stages.core.errors import UserError
 
 from ..eval_config import EvalConfig
@@ -39,12 +38,52 @@ from ..registry import PIPELINE, RUNNER_FIELDS, config_class
 from .arithmetic import check_arithmetic
 from .launch import check_accelerate
 
-TOP_KEYS = {"workdir", "model", "make_model", "pretrain", "iterations", "turns", "stages", "eval", "accelerate",
-            "keep_models", "rooms_per_iteration", "seed"}
 # Options the runner sets for particular stages, besides RUNNER_FIELDS (see the registry).
 RUNNER_FIELDS_BY_STAGE = {"rollout": {"model", "turn"}, "update": {"model", "reference_model"}, "eval": {"model"}}
 PRETRAIN_OWNED = {"output"}
 REF = re.compile(r"\$\{([A-Za-z0-9_.\-]+)\}")
+
+
+class RecipeKeys(BaseModel):
+    """The top level of a recipe file: its settings and one section of options per stage (each
+    section is then checked by its stage's Config, `pretrain` and `eval` by theirs)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    workdir: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    make_model: str | None = None
+    pretrain: dict[str, Any] | None = None
+    iterations: int = Field(default=1, ge=1)
+    turns: int = Field(default=1, ge=1)
+    stages: list[str] = Field(default_factory=lambda: list(PIPELINE))
+    eval: dict[str, Any] | None = None
+    accelerate: dict[str, Any] | None = None
+    keep_models: int | None = Field(default=None, ge=1)
+    rooms_per_iteration: int | None = Field(default=None, ge=1)
+    seed: int = 0
+    gen_prompts: dict[str, Any] | None = Field(default=None, alias="gen-prompts")
+    rollout: dict[str, Any] | None = None
+    render: dict[str, Any] | None = None
+    score: dict[str, Any] | None = None
+    update: dict[str, Any] | None = None
+
+    @field_validator("stages")
+    @classmethod
+    def _pipeline_prefix(cls, stages: list[str]) -> list[str]:
+        """The whole pipeline, or a prefix of it (e.g. without update, to look at rollouts)."""
+        if not stages or stages != list(PIPELINE[:len(stages)]):
+            raise ValueError(f"expected the pipeline or a prefix of it ({', '.join(PIPELINE)}), got {stages!r}")
+        return stages
+
+    @model_validator(mode="after")
+    def _update_for_iterations(self) -> RecipeKeys:
+        if self.iterations > 1 and "update" not in self.stages:
+            raise ValueError(f"iterations: {self.iterations} iterations need the update stage in `stages`")
+        return self
+
+    def section(self, stage: str) -> dict[str, Any]:
+        return getattr(self, stage.replace("-", "_")) or {}
 
 
 @dataclass
@@ -126,29 +165,6 @@ def interpolate(raw: dict[str, Any], source: str) -> dict[str, Any]:
     return resolve(raw, "", ())
 
 
-def _positive_int(raw: dict[str, Any], key: str, source: str) -> int:
-    value = raw.get(key, 1)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise UserError(f"{source}: {key}: expected a whole number of at least 1, got {value!r}")
-    return value
-
-
-def _whole_number(raw: dict[str, Any], key: str, source: str) -> int:
-    value = raw.get(key, 0)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise UserError(f"{source}: {key}: expected a whole number, got {value!r}")
-    return value
-
-
-def _stage_list(raw: dict[str, Any], source: str) -> list[str]:
-    """The stages to run: the whole pipeline, or a prefix of it (e.g. without update, to look at rollouts)."""
-    stages = raw.get("stages", list(PIPELINE))
-    if not isinstance(stages, list) or not stages or stages != list(PIPELINE[:len(stages)]):
-        raise UserError(f"{source}: stages: expected the pipeline or a prefix of it "
-                        f"({', '.join(PIPELINE)}), got {stages!r}")
-    return stages
-
-
 def validate_section(recipe_source: str, stage: str, section: dict[str, Any], cls: type[BaseModel],
                      placeholders: dict[str, Any]) -> None:
     """Validate a section with its stage's Config; the runner's own fields get stand-in values."""
@@ -170,35 +186,17 @@ def load_recipe(path: Path, sets: list[str] | None = None) -> Recipe:
     source = str(path)
     raw = load_yaml(Path(path))
     apply_overrides(raw, sets or [], source)
-    unknown = sorted(set(raw) - TOP_KEYS - set(PIPELINE))
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], [*TOP_KEYS, *PIPELINE], n=1)
-        hint = f"did you mean {close[0]}? " if close else ""
-        raise UserError(f"{source}: {unknown[0]}: unknown key ({hint}allowed: {', '.join(sorted(TOP_KEYS))} "
-                        f"and one section per stage: {', '.join(PIPELINE)})")
     if isinstance(raw.get("workdir"), str) and "${" not in raw["workdir"]:
         # Absolute, so that every step finds its inputs whatever directory a stage resolves paths against.
         raw["workdir"] = str(Path(raw["workdir"]).absolute())
-    raw = interpolate(raw, source)
-    for key in ("workdir", "model"):
-        if not isinstance(raw.get(key), str) or not raw[key]:
-            raise UserError(f"{source}: {key}: required (a path{' or hub name' if key == 'model' else ''})")
-    stages = _stage_list(raw, source)
-    recipe = Recipe(path=Path(path), workdir=Path(raw["workdir"]), model=raw["model"],
-                    iterations=_positive_int(raw, "iterations", source), turns=_positive_int(raw, "turns", source),
-                    stages=stages, sections={}, make_model=raw.get("make_model"), pretrain=raw.get("pretrain"),
-                    eval=raw.get("eval"), accelerate=check_accelerate(raw.get("accelerate"), source),
-                    keep_models=_positive_int(raw, "keep_models", source) if "keep_models" in raw else None,
-                    rooms_per_iteration=(_positive_int(raw, "rooms_per_iteration", source)
-                                         if "rooms_per_iteration" in raw else None),
-                    seed=_whole_number(raw, "seed", source))
-    if recipe.iterations > 1 and "update" not in stages:
-        raise UserError(f"{source}: iterations: {recipe.iterations} iterations need the update stage in `stages`")
+    keys = build_config(RecipeKeys, interpolate(raw, source), source)
+    recipe = Recipe(path=Path(path), workdir=Path(keys.workdir), model=keys.model, iterations=keys.iterations,
+                    turns=keys.turns, stages=keys.stages, sections={}, make_model=keys.make_model,
+                    pretrain=keys.pretrain, eval=keys.eval, accelerate=check_accelerate(keys.accelerate, source),
+                    keep_models=keys.keep_models, rooms_per_iteration=keys.rooms_per_iteration, seed=keys.seed)
     for stage in PIPELINE:
-        section = raw.get(stage) or {}
-        if not isinstance(section, dict):
-            raise UserError(f"{source}: {stage}: expected a mapping of option: value")
-        if stage not in stages:
+        section = keys.section(stage)
+        if stage not in recipe.stages:
             if section:
                 raise UserError(f"{source}: {stage}: section given but the stage is not in `stages`")
             continue
@@ -213,12 +211,10 @@ def load_recipe(path: Path, sets: list[str] | None = None) -> Recipe:
 
 
 def _check_extras(recipe: Recipe, source: str) -> None:
-    if recipe.make_model is not None and not isinstance(recipe.make_model, str):
-        raise UserError(f"{source}: make_model: expected a model kind such as tiny-qwen2.5-vl")
     if recipe.pretrain is not None:
         from metaspatial_cli.pretrain import PretrainConfig
 
-        if not isinstance(recipe.pretrain, dict) or not recipe.pretrain.get("base"):
+        if not recipe.pretrain.get("base"):
             raise UserError(f"{source}: pretrain.base: required (the model to warm up; `model` is its output)")
         if PRETRAIN_OWNED & set(recipe.pretrain):
             raise UserError(f"{source}: pretrain.output: set by the recipe runner (it is `model`)")
@@ -227,6 +223,4 @@ def _check_extras(recipe: Recipe, source: str) -> None:
         except ValidationError as err:
             raise UserError(validation_message(err, PretrainConfig, source, "pretrain")) from None
     if recipe.eval is not None:
-        if not isinstance(recipe.eval, dict):
-            raise UserError(f"{source}: eval: expected a mapping of option: value")
         validate_section(source, "eval", recipe.eval, EvalConfig, {"model": [recipe.model]})

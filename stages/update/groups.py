@@ -27,6 +27,7 @@ from stages.core.columns import (
     OBJECT_SCORES,
     PROMPT,
     RESPONSE,
+    RESPONSE_LOGPROBS,
     RESPONSE_TOKEN_IDS,
     SYSTEM_PROMPT,
     TURN,
@@ -113,7 +114,7 @@ def _token_ids(row: dict[str, Any]) -> list[int] | None:
 
 def _logprobs(row: dict[str, Any]) -> list[float] | None:
     """The sampling log-probabilities (rollout --logprobs), usable only next to the sampled tokens."""
-    values, ids = row.get("response_logprobs"), _token_ids(row)
+    values, ids = row.get(RESPONSE_LOGPROBS), _token_ids(row)
     if values is None or ids is None:
         return None
     return [float(v) for v in values]

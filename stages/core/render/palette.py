@@ -88,10 +88,6 @@ def kind_of(object_id: str) -> str:
     return "box"
 
 
-def colour_of(object_id: str) -> RGB:
-    return KIND_COLOURS[kind_of(object_id)]
-
-
 def shade(colour: RGB, factor: float) -> RGB:
     """The colour scaled towards black (factor < 1) or white (factor > 1)."""
     if factor <= 1:

@@ -19,7 +19,6 @@ from .primitives import Soup, box, quad
 FLOOR = (222, 204, 176)
 FLOOR_GRID = (196, 176, 146)
 WALL = (236, 232, 226)
-WALL_TOP = (150, 146, 140)
 WALL_THICKNESS = 0.08
 KEY_LIGHT = np.array([0.3, -0.5, 0.81])
 FILL_LIGHT = np.array([-0.6, 0.45, 0.35])
