@@ -4,7 +4,7 @@ so that the recipe checks and the eval steps can import them without importing t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -29,6 +29,9 @@ class EvalConfig(BaseModel):
     """Evaluate only rooms of this split (none: all rooms)."""
     max_rooms: int | None = Field(default=None, ge=1)
     """Evaluate at most this many rooms (the first ones of the split)."""
+    baseline: list[Literal["reference"]] = Field(default_factory=list)
+    """Table rows that are not models: `reference` scores each held-out room's reference layout (rooms that
+    have one) through the same render and score steps: the ceiling the models are measured against."""
     n: int = Field(default=1, ge=1)
     """Samples per room. 1 decodes greedily (temperature 0) unless rollout.temperature is given."""
     output: Path = Path("eval")

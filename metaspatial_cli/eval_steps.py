@@ -12,6 +12,8 @@ from typing import Any
 import yaml
 
 from stages.core import dataset as ds
+from stages.core import rows as rows_codec
+from stages.core.columns import REFERENCE_LAYOUT
 from stages.core.errors import UserError
 
 from .eval_config import EvalConfig, stage_section
@@ -100,9 +102,45 @@ def model_steps(cfg: EvalConfig) -> tuple[list[Step], list[Path]]:
         source = cfg.output / "prompts"
         for stage in EVAL_STAGES[1:]:
             extra = ["--model", model, "--n", str(cfg.n)] if stage == "rollout" else []
-            args = (stage, "--config", str(_config_path(cfg, stage)), "--input", str(source),
-                    "--output", str(base / stage), *extra)
-            steps.append(Step(f"model-{i}/{stage}", args, base / stage, "dataset"))
+            steps.append(_step(cfg, f"model-{i}", stage, source, base, *extra))
             source = base / stage
         scores.append(source)
     return steps, scores
+
+
+def _step(cfg: EvalConfig, name: str, stage: str, source: Path, base: Path, *extra: str) -> Step:
+    args = (stage, "--config", str(_config_path(cfg, stage)), "--input", str(source), "--output",
+            str(base / stage), *extra)
+    return Step(f"{name}/{stage}", args, base / stage, "dataset")
+
+
+REFERENCE = "reference"
+
+
+def reference_steps(cfg: EvalConfig) -> tuple[list[Step], Path]:
+    """The reference baseline: OUTPUT/reference/rollout holds each room's reference layout as the one
+    sample of its room (written here, like a rollout would), then render → score as for a model."""
+    from .pretrain import answer_text
+
+    base = cfg.output / REFERENCE
+    prompts = cfg.output / "prompts"
+    rows = []
+    for row in ds.read_rows(prompts):
+        layout = rows_codec.reference_layout(row.get(REFERENCE_LAYOUT))
+        if layout:
+            rows.append({**row, "sample_id": f"{row['prompt_id']}-reference", "group_id": f"{row['prompt_id']}-t1",
+                         "sample_index": 0, "turn": 1, "trajectory_id": f"{row['prompt_id']}-reference",
+                         "response": answer_text(layout, 4), "model": REFERENCE, "backend": REFERENCE,
+                         "finish_reason": "stop", "history": None})
+    if not rows:
+        raise UserError(f"--baseline reference: no held-out room in {prompts} has a reference layout")
+    part = base / "rollout" / ds.part_name(0, 1, "parquet")
+    if not (part.is_file() and ds.read_part(part) == rows):
+        for row in rows:
+            for value in row.values():
+                if ds.is_image_ref(value):
+                    ds.link_image(prompts, base / "rollout", value)
+        ds.write_rows(part, rows, None, "parquet")
+    steps = [_step(cfg, REFERENCE, "render", base / "rollout", base),
+             _step(cfg, REFERENCE, "score", base / "render", base)]
+    return steps, base / "score"

@@ -7,6 +7,7 @@ so an interrupted evaluation resumes where it stopped and any step can be re-run
 
     OUTPUT/prompts/               the held-out prompts (rooms of --split)
     OUTPUT/model-1/{rollout,render,score}/
+    OUTPUT/reference/{rollout,render,score}/   with --baseline reference: the rooms' reference layouts
     OUTPUT/eval.csv, eval.md      one row per model
 """
 
@@ -25,7 +26,7 @@ LOG = "eval.log"
 def run(cfg: EvalConfig) -> list[dict[str, Any]]:
     """Evaluate every model; returns one metrics row per model (also written to CSV and Markdown)."""
     from .eval_metrics import model_metrics, print_table, short_labels, write_tables
-    from .eval_steps import model_steps, prompt_steps, write_config_files, write_prompts
+    from .eval_steps import model_steps, prompt_steps, reference_steps, write_config_files, write_prompts
     from .recipes.runner import execute_steps
 
     cfg.output.mkdir(parents=True, exist_ok=True)
@@ -37,6 +38,10 @@ def run(cfg: EvalConfig) -> list[dict[str, Any]]:
     execute_steps(steps, cfg.output / LOG)
     labels = cfg.label or short_labels(cfg.model)
     table = [model_metrics(label, model, score_dir) for label, model, score_dir in zip(labels, cfg.model, score_dirs, strict=True)]
+    if "reference" in cfg.baseline:
+        steps, score_dir = reference_steps(cfg)
+        execute_steps(steps, cfg.output / LOG)
+        table.append(model_metrics("reference layouts", "reference_layout", score_dir))
     write_tables(table, cfg.output)
     print_table(table, cfg)
     return table

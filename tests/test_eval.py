@@ -80,14 +80,36 @@ def test_eval_two_models_end_to_end(tmp_path):
     out = tmp_path / "eval"
     cmd = [sys.executable, "-m", "metaspatial_cli", "eval", "--model", str(tmp_path / "m0"), "--model",
            str(tmp_path / "m1"), "--label", "seed0", "--label", "seed1", "--rooms", str(ROOMS), "--split", "test",
-           "--max-rooms", "1", "--config", str(config), "--output", str(out)]
+           "--max-rooms", "1", "--config", str(config), "--output", str(out), "--baseline", "reference"]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "seed0" in result.stdout and "seed1" in result.stdout and "reward" in result.stdout
     with open(out / "eval.csv") as fh:
         table = list(csv.DictReader(fh))
-    assert [r["model"] for r in table] == ["seed0", "seed1"]
+    assert [r["model"] for r in table] == ["seed0", "seed1", "reference layouts"]
     assert all(r["rooms"] == "1" and r["samples"] == "1" for r in table)
+    ceiling = table[-1]  # the room's reference layout, through the same render and score steps
+    assert float(ceiling["format_valid"]) == 1.0 and float(ceiling["reward"]) > 2.5
+    assert all(float(ceiling["reward"]) >= float(r["reward"]) for r in table)
     assert "| seed1 |" in (out / "eval.md").read_text()
     rerun = subprocess.run(cmd, capture_output=True, text=True)  # complete steps are skipped
     assert rerun.returncode == 0 and "complete, skipped" in rerun.stderr
+
+
+def test_reference_baseline_needs_rooms_with_reference_layouts(tmp_path):
+    from metaspatial_cli.eval_config import EvalConfig
+    from metaspatial_cli.eval_steps import reference_steps
+    from stages.core.errors import UserError
+
+    room = {**first_room(), "room_id": "bare"}
+    room["scene_graph"] = [{k: v for k, v in o.items() if k != "position"} for o in room["scene_graph"]]
+    rooms = tmp_path / "rooms.jsonl"
+    rooms.write_text(json.dumps(room) + "\n")
+    prompts = tmp_path / "out" / "prompts"
+    result = CliRunner().invoke(app, ["gen-prompts", "--source", "jsonl", "--input", str(rooms), "--output",
+                                      str(prompts), "--image-size", "64"])
+    assert result.exit_code == 0, result.output
+    cfg = EvalConfig(model=["m"], output=tmp_path / "out", baseline=["reference"])
+    with pytest.raises(UserError, match="no held-out room .* has a reference layout"):
+        reference_steps(cfg)
+    assert not (tmp_path / "out" / "reference").exists()
