@@ -9,6 +9,7 @@ prompt is processed in more than one step. The model is text-only, so prompts go
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -122,3 +123,18 @@ def test_rollout_plain_and_guided_then_score_with_judge_fallback(server, prompts
     assert scores.judge_error.str.startswith("openai: HTTP 400").all()
     assert scores.judge_score.notna().all() and scores.reward.between(0, 3).all()
     assert "4 failed (4 to rules" in " ".join(text.split())
+
+
+def test_gen_prompts_llm_with_structured_outputs(server, tmp_path):
+    """`gen-prompts --source llm` end to end against vLLM: the scene-graph JSON schema is honoured (no
+    reply is malformed), every room is accounted for, and a re-run asks nothing (all from the cache)."""
+    args = ("gen-prompts", "--source", "llm", "--llm-url", server, "--llm-model", "tiny", "--num-rooms", 3,
+            "--llm-max-tokens", 1200, "--llm-timeout", 300, "--image-size", 64, "--output", tmp_path / "p")
+    code, text = cli(*args)
+    assert code == 0, text
+    outcomes = [json.loads(line) for f in (tmp_path / "p" / "_llm_rooms").rglob("*.jsonl")
+                for line in f.read_text().splitlines()]
+    assert len(outcomes) == 3 and "3 asked (0 from the cache)" in text
+    assert not [o for o in outcomes if o.get("reason") in ("malformed", "request failed")], outcomes
+    code, text = cli(*args, "--overwrite")
+    assert code == 0 and "3 asked (3 from the cache)" in text, text

@@ -4,7 +4,7 @@ For each room description (a file of `{description, size}` entries, or a seeded 
 shipped 9,744), the model is asked for an IDesign scene graph (llm_scene), the reply is validated
 and repaired, and the room is placed by our constructive placer (llm_place). Requests run
 `--llm-concurrency` at a time through the one OpenAI client setup (retries with backoff, a bound
-on each whole attempt, the key from an environment variable only). Every reply is cached on disk
+on each whole attempt, redacted errors; the key from an environment variable only). Every reply is cached on disk
 keyed by what was asked (model, messages, sampling settings), so a re-run asks nothing it
 already has and the output is deterministic given the cache. A failed request is not cached.
 
@@ -14,11 +14,12 @@ reference layout (and why), or rejected (and why); rejected rooms are never writ
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import os
 import random
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import orjson
 
 from stages.core import dataset as ds
 from stages.core.errors import UserError
-from stages.core.openai_client import api_key, describe_error, make_client
+from stages.core.openai_http import ServerLog, async_client, run_async
 from stages.core.scene import parse_room_size
 
 from .llm_place import Unplaceable, place, placed_graph
@@ -85,12 +86,16 @@ class Reply:
 
 
 class Asker:
-    """Asks the model, through an on-disk cache, `concurrency` requests at a time."""
+    """Asks the model through an on-disk cache, `concurrency` requests at a time (the one OpenAI
+    client setup of `stages.core.openai_http`: whole-attempt timeouts, retries, redacted errors)."""
 
     def __init__(self, cfg: Any, cache_dir: Path) -> None:
         self.cfg, self.cache_dir = cfg, cache_dir
-        self.key = api_key(cfg.llm_api_key_env, cfg.llm_url, "--llm-url")
-        self.client = make_client(cfg.llm_url, self.key, cfg.llm_timeout, cfg.llm_max_retries)
+        key = os.environ.get(cfg.llm_api_key_env)
+        if not key and cfg.llm_url is None and not os.environ.get("OPENAI_BASE_URL"):
+            raise UserError(f"--llm-url: set ${cfg.llm_api_key_env} (the API key) or give a local server's URL")
+        self.key = key or "EMPTY"  # local servers (vllm serve) accept any key
+        self.log = ServerLog([key], cfg.llm_timeout, cfg.llm_max_retries)
 
     def request(self, msgs: list[dict[str, str]], seed: int) -> dict[str, Any]:
         cfg = self.cfg
@@ -105,7 +110,7 @@ class Asker:
         digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
         return self.cache_dir / digest[:2] / f"{digest}.json"
 
-    def ask(self, body: dict[str, Any]) -> Reply:
+    async def _ask(self, client: Any, gate: asyncio.Semaphore, body: dict[str, Any]) -> Reply:
         import openai
 
         path = self._cache_path(body)
@@ -113,9 +118,10 @@ class Asker:
         if isinstance(hit, dict) and isinstance(hit.get("content"), str):
             return Reply(hit["content"], str(hit.get("finish_reason")), int(hit.get("tokens") or 0), cached=True)
         try:
-            reply = self.client.chat.completions.create(**body)
+            async with gate:
+                reply = await client.chat.completions.create(**body)
         except openai.OpenAIError as err:
-            return Reply(error=describe_error(err, self.key))
+            return Reply(error=self.log.describe(err))
         if not reply.choices:
             return Reply(error="the server sent no choices")
         choice = reply.choices[0]
@@ -126,8 +132,13 @@ class Asker:
         return out
 
     def ask_all(self, bodies: list[dict[str, Any]]) -> list[Reply]:
-        with ThreadPoolExecutor(max_workers=self.cfg.llm_concurrency) as pool:
-            return list(pool.map(self.ask, bodies))
+        async def run() -> list[Reply]:
+            gate = asyncio.Semaphore(self.cfg.llm_concurrency)
+            cfg = self.cfg
+            async with async_client(cfg.llm_url, self.key, cfg.llm_timeout, cfg.llm_max_retries, self.log) as client:
+                return list(await asyncio.gather(*(self._ask(client, gate, b) for b in bodies)))
+
+        return run_async(run)
 
 
 def seed_of(room_id: str, seed: int) -> int:
