@@ -153,11 +153,11 @@ def test_a_key_echoed_by_the_server_is_written_nowhere(server, renders, tmp_path
     code, text = _score(renders, tmp_path / "out", server, "--judge-cache", cache)
     assert code == 0, text
     rows = pd.read_parquet(tmp_path / "out")
-    assert rows.judge_error.str.contains("HTTP 401: Incorrect API key provided").all()
     written = text + "".join(p.read_text(errors="replace") for p in (tmp_path / "out").rglob("*") if p.is_file()
                              and p.suffix != ".png")
     written += rows.to_json()
     assert "Secret0123" not in written and KEY not in written
+    assert rows.judge_error.str.contains("HTTP 401: Incorrect API key provided: Bearer").all()
     assert not cache.exists() or not any(cache.iterdir())
 
 
