@@ -25,7 +25,9 @@ from stages.core.tiny_vlm import build_tiny_llava, build_tiny_vlm, train_tokeniz
 
 pytestmark = pytest.mark.vllm
 
-SCENE = [{"new_object_id": "sofa_1"}, {"new_object_id": "lamp_1"}]
+SCENE = [{"new_object_id": name, "style": "modern", "material": "wood", "is_on_the_floor": True, "facing": "north_wall",
+          "size_in_meters": {"length": 1.0, "width": 0.8, "height": 0.9}, "placement": {}}
+         for name in ("sofa_1", "lamp_1")]
 
 
 def _prompts(directory: Path, with_image: bool) -> Path:
