@@ -35,6 +35,11 @@ _ROW_SCENES: dict[tuple, Scene] = {}
 _MAX_ROW_SCENES = 4096
 
 
+MAX_METRES = 1000.0
+"""Largest room side, object side or |coordinate| a scene may state: beyond it a number is a typo or
+an attack, and boxes of 1e308 m overflow every sum the physics takes (NaN rewards)."""
+
+
 class SceneError(UserError):
     """A scene graph that breaks the format; the message names the object and field."""
 
@@ -228,8 +233,8 @@ def parse_room_size(value: Any, where: str) -> RoomSize:
     dims: list[float] = []
     for axis in "xyz":
         v = value.get(axis)
-        if not _is_number(v) or v <= 0:
-            raise SceneError(f"{where}.{axis}: must be a positive number of metres, got {v!r}")
+        if not _is_number(v) or not 0 < v <= MAX_METRES:
+            raise SceneError(f"{where}.{axis}: must be a positive number of metres up to {MAX_METRES:g}, got {v!r}")
         dims.append(v)
     return RoomSize(*dims)
 
@@ -261,8 +266,9 @@ def _parse_object(item: Any, where: str) -> SceneObject:
     dims = []
     for key in ("length", "width", "height"):
         v = sizes.get(key)
-        if not _is_number(v) or v <= 0:
-            raise SceneError(f"{here}, field size_in_meters.{key}: must be a positive number of metres, got {v!r}")
+        if not _is_number(v) or not 0 < v <= MAX_METRES:
+            raise SceneError(f"{here}, field size_in_meters.{key}: must be a positive number of metres up to "
+                             f"{MAX_METRES:g}, got {v!r}")
         dims.append(v)
     placement = _require(item, "placement", dict, here)
     layout_rel = []
@@ -298,8 +304,9 @@ def _parse_object(item: Any, where: str) -> SceneObject:
     position = None
     if "position" in item:
         pos = item["position"]
-        if not isinstance(pos, dict) or not all(_is_number(pos.get(a)) for a in "xyz"):
-            raise SceneError(f"{here}, field position: must be {{x, y, z}} numbers, got {pos!r}")
+        if not isinstance(pos, dict) or not all(_is_number(pos.get(a)) and abs(pos[a]) <= MAX_METRES for a in "xyz"):
+            raise SceneError(f"{here}, field position: must be {{x, y, z}} numbers of at most {MAX_METRES:g} m, "
+                             f"got {pos!r}")
         position = (pos["x"], pos["y"], pos["z"])
     known = set(OBJECT_KEYS) | {"rotation", "position"}
     return SceneObject(

@@ -8,7 +8,7 @@ Each of the paper's five criteria becomes a measurable proxy, mapped linearly on
 * functionality_and_activity_based_alignment: half clearance, half walkability. Clearance: share
   of furniture on the floor (footprint ≥ 0.15 m²) with a free zone `clearance` m deep in front of
   it (objects related to it, like the chair at a desk, and floor coverings do not block it).
-  Walkability: share of the free floor (0.1 m grid) in its largest 4-connected region.
+  Walkability: share of the free floor (0.1 m grid, coarser beyond 20 m) in its largest 4-connected region.
 * layout_and_furniture: half wall alignment, half relations. Wall alignment: share of objects
   placed on a wall or in a corner whose back is against that wall and who face into the room.
   Relations: 1 − the mean constraint degree.
@@ -32,6 +32,9 @@ from stages.core.scene import WALLS, Scene
 from .base import GRADE_KEYS, Judgement, JudgeRequest
 
 CELL = 0.1
+MAX_CELLS = 200
+"""Cells along a side at most: rooms wider than 20 m get coarser cells, so a hall of 1 km costs what
+a 20 m room does (0.1 m cells there would be 10^8 points)."""
 COVERING_HEIGHT = 0.05
 INWARD = {"south_wall": (0.0, 1.0), "north_wall": (0.0, -1.0), "east_wall": (-1.0, 0.0), "west_wall": (1.0, 0.0)}
 
@@ -55,7 +58,8 @@ def walkability(batch: physics.LayoutBatch, standing: np.ndarray) -> float:
     from scipy import ndimage
 
     room_x, room_y = batch.room[0, 0], batch.room[0, 1]
-    nx, ny = max(1, int(room_x / CELL)), max(1, int(room_y / CELL))
+    cell = max(CELL, max(room_x, room_y) / MAX_CELLS)
+    nx, ny = max(1, int(room_x / cell)), max(1, int(room_y / cell))
     gx, gy = np.meshgrid((np.arange(nx) + 0.5) * room_x / nx, (np.arange(ny) + 0.5) * room_y / ny, indexing="ij")
     free = ~_inside_footprints(batch, standing, np.stack([gx.ravel(), gy.ravel()], axis=1)).reshape(nx, ny)
     total = int(free.sum())
