@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from PIL import Image
 
 from stages.core import vlm
 from stages.core.tiny_vlm import build_tiny_vlm
@@ -19,11 +20,12 @@ RECIPE = """workdir: {workdir}
 model: {model}
 iterations: 2
 gen-prompts: {{num_rooms: 2, seed: 3, test_fraction: 0.0, template: concise, image_size: 64}}
-rollout: {{n: 2, guided: true, guided_think_chars: 0, max_new_tokens: 24}}
+rollout: {{n: 2, guided: true, guided_think_chars: 0, max_new_tokens: 24, min_pixels: 3136, max_pixels: 12544}}
 render: {{views: [topdown], size: 64}}
 score: {{judge: rules}}
-update: {{learning_rate: 1.0e-3, per_device_train_batch_size: 4, max_steps: 1}}
+update: {{learning_rate: 1.0e-3, per_device_train_batch_size: 4, max_steps: 1, min_pixels: 3136, max_pixels: 12544}}
 """
+PIXELS = {"min_pixels": 3136, "max_pixels": 12544}  # fewer image tokens than the tiny model's own cap
 
 
 def hub_cache(home: Path, repo_id: str, model_dir: Path) -> Path:
@@ -54,13 +56,13 @@ def test_full_fine_tune_of_a_hub_model_writes_a_model_the_next_rollout_loads(tmp
             "chat_template.jinja"} <= {p.name for p in first.iterdir()}
     scores = pd.read_parquet(tmp_path / "run" / "iter-002" / "turn-1" / "score")
     assert len(scores) == 2 * 2 and scores["model"].str.endswith("iter-001/update").all()
-    # The saved processor is the hub model's: the same tokens and pixels for a prompt with an image.
-    from PIL import Image
-
-    chat = [vlm.build_messages("place the sofa", Image.new("RGB", (120, 80), "white"))]
-    saved, original = vlm.encode_chats(vlm.load_processor(first), chat), vlm.encode_chats(
-        vlm.load_processor(tmp_path / "built"), chat)
+    # The saved processor is the hub model's with the recipe's pixel limits: the same tokens and pixels
+    # for a prompt with an image, without passing the limits again.
+    chat = [vlm.build_messages("place the sofa", Image.new("RGB", (400, 300), "white"))]
+    saved = vlm.encode_chats(vlm.load_processor(first), chat)
+    original = vlm.encode_chats(vlm.load_processor(tmp_path / "built", pixels=PIXELS), chat)
     assert all((saved[k] == original[k]).all() for k in original)
+    assert saved["image_grid_thw"].prod().item() * 14 * 14 <= PIXELS["max_pixels"]
 
 
 def test_a_hub_name_missing_from_the_offline_cache_is_refused_before_anything_runs(tmp_path):

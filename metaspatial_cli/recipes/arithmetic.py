@@ -97,3 +97,15 @@ def gpus(recipe: Any) -> dict[str, int]:
     if "update" in recipe.sections:
         out["update"] = int((recipe.accelerate or {}).get("num_processes", 1))
     return out
+
+
+def check_pixels(recipe: Any, source: str) -> None:
+    """An image's pixel limits set its number of tokens, so update must encode prompts with the limits
+    rollout sampled them with (else it trains on prompts the policy never saw)."""
+    rollout, update = recipe.sections.get("rollout"), recipe.sections.get("update")
+    if rollout is None or update is None:
+        return
+    for key in ("min_pixels", "max_pixels"):
+        if rollout.get(key) != update.get(key):
+            raise UserError(f"{source}: rollout.{key} ({rollout.get(key)}) and update.{key} ({update.get(key)}) "
+                            "differ; update must see images at the size rollout showed them: set both the same")

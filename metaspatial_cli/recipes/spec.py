@@ -35,7 +35,7 @@ from stages.core.errors import UserError
 
 from ..eval_config import EvalConfig
 from ..registry import PIPELINE, RUNNER_FIELDS, config_class
-from .arithmetic import check_arithmetic
+from .arithmetic import check_arithmetic, check_pixels
 from .launch import check_accelerate
 
 # Options the runner sets for particular stages, besides RUNNER_FIELDS (see the registry).
@@ -207,6 +207,7 @@ def load_recipe(path: Path, sets: list[str] | None = None) -> Recipe:
         recipe.config_classes[stage] = cls
     _check_extras(recipe, source)
     check_arithmetic(recipe, source)
+    check_pixels(recipe, source)
     return recipe
 
 

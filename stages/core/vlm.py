@@ -20,11 +20,31 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from .errors import UserError
 from .paths import confined
 from .turns import followup_text
 
 ADAPTER_CONFIG = "adapter_config.json"
+
+
+class PixelLimits(BaseModel):
+    """Options of the stages that turn images into tokens (rollout, update): one image's size in pixels
+    sets its number of image tokens, so update must use the limits rollout sampled with."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    min_pixels: int | None = Field(default=None, ge=1)
+    """Qwen-VL image processors: scale smaller images up to this many pixels (default: the model's;
+    the paper: 262144). Rollout and update must agree."""
+    max_pixels: int | None = Field(default=None, ge=1)
+    """Qwen-VL image processors: scale larger images down to this many pixels (default: the model's;
+    the paper: 4194304). Rollout and update must agree."""
+
+    def pixel_limits(self) -> dict[str, int]:
+        """The limits that are set, as image-processor keyword arguments."""
+        return {k: v for k, v in (("min_pixels", self.min_pixels), ("max_pixels", self.max_pixels)) if v}
 
 
 def model_source(path: str | Path) -> tuple[str, Path | None]:
@@ -67,11 +87,12 @@ def _without_video(processor_cls: Any) -> type:
                                                            "get_attributes": classmethod(attributes)})
 
 
-def load_processor(path: str | Path, flag: str = "--model"):
+def load_processor(path: str | Path, flag: str = "--model", pixels: dict[str, int] | None = None):
     """The model's processor, built from its tokenizer and PIL image processor (left padding); for a
     text-only model, its tokenizer (which also applies the chat template and encodes text). `flag` is
-    the option that named the model, for the error message when it cannot be loaded."""
-    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+    the option that named the model, for the error message when it cannot be loaded. `pixels`
+    (PixelLimits.pixel_limits) overrides the image processor's size limits."""
+    from transformers import AutoConfig, AutoTokenizer
     from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
 
     source = _processor_dir(path)
@@ -85,7 +106,7 @@ def load_processor(path: str | Path, flag: str = "--model"):
     name = PROCESSOR_MAPPING_NAMES.get(model_type)
     if not name:
         return tokenizer  # a text-only model: prompts without images work through the tokenizer alone
-    image_processor = AutoImageProcessor.from_pretrained(source, backend="pil")
+    image_processor = _image_processor(source, pixels or {}, path)
     import transformers
 
     cls = getattr(transformers, name)
@@ -93,6 +114,20 @@ def load_processor(path: str | Path, flag: str = "--model"):
         return cls.from_pretrained(source, image_processor=image_processor, tokenizer=tokenizer)
     return _without_video(cls)(image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
                                chat_template=tokenizer.chat_template)
+
+
+def _image_processor(source: str, pixels: dict[str, int], path: str | Path) -> Any:
+    """The PIL image processor, with the pixel limits applied where the processor has them (Qwen-VL's
+    size is {shortest_edge: min pixels, longest_edge: max pixels})."""
+    from transformers import AutoImageProcessor
+
+    if pixels.get("min_pixels", 0) > pixels.get("max_pixels", 1 << 62):
+        raise UserError(f"--min-pixels ({pixels['min_pixels']}) is more than --max-pixels ({pixels['max_pixels']})")
+    image_processor = AutoImageProcessor.from_pretrained(source, backend="pil", **pixels)
+    if pixels and getattr(image_processor.size, "longest_edge", None) is None:
+        raise UserError(f"--{next(iter(pixels)).replace('_', '-')}: the image processor of {path} "
+                        f"({type(image_processor).__name__}) has no pixel limits; leave the option out")
+    return image_processor
 
 
 def load_model(path: str | Path, dtype: str = "auto", device: str | None = None, merge_adapter: bool = True,

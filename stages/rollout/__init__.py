@@ -30,7 +30,7 @@ from .backends import Completion, Request, make_backend  # backends import their
 from .guided import row_grammar
 
 
-class Config(StageConfig):
+class Config(StageConfig, vlm.PixelLimits):
     model: str
     """Model: a local directory (e.g. from `metaspatial make-model` or `update`, LoRA adapters too), a
     Hugging Face hub name, or for --backend openai the served model's name."""
@@ -98,6 +98,9 @@ class Config(StageConfig):
     def _backend_options(self) -> Config:
         if self.backend != "vllm" and self.tensor_parallel_size > 1:
             raise ValueError("--tensor-parallel-size applies to --backend vllm only (data parallel: --num-shards)")
+        if self.backend == "openai" and self.pixel_limits():
+            raise ValueError("--min-pixels/--max-pixels: a served model resizes images itself; set the limits on "
+                             "the server (vllm serve --mm-processor-kwargs)")
         if self.backend == "openai" and self.logprobs:
             raise ValueError("--logprobs needs token ids, which chat APIs do not return; use transformers or vllm")
         return self

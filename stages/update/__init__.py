@@ -12,12 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from stages.core import vlm
 from stages.core.errors import UserError
 
 
-class Config(BaseModel):
+class Config(vlm.PixelLimits):
     """Options of `update`. Mirrors the stages' `StageConfig` (input, output, overwrite, max rows), but
     has no sharding: a model update is one job (spread over GPUs and nodes by `accelerate launch`)."""
 

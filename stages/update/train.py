@@ -235,7 +235,7 @@ def _checked_inputs(cfg: Config, input_dir: Path) -> tuple[Any, prepare.Prepared
     if seen.identical or seen.flat:
         say(f"update: {seen.line()}" + (f", e.g. {', '.join(flat[:3])}" if flat else "")
             + (f"; [yellow]warning[/]: {seen.advice()}" if seen.warn else ""))
-    processor = vlm.load_processor(cfg.model)
+    processor = vlm.load_processor(cfg.model, pixels=cfg.pixel_limits())
     max_length = cfg.max_length or _context_length(cfg.model)
     if cfg.object_credit is not None and not any(s.object_scores for g in groups for s in g.samples):
         raise UserError(f"--object-credit: {input_dir} has no object_scores (score writes them per object); "

@@ -35,7 +35,7 @@ class VLLMBackend:
         self.cfg = cfg
         self.model_name = cfg.model
         base, adapter = vlm.model_source(cfg.model)
-        self.processor = vlm.load_processor(cfg.model)
+        self.processor = vlm.load_processor(cfg.model, pixels=cfg.pixel_limits())
         self.lora = None
         if adapter is not None:
             from vllm.lora.request import LoRARequest
@@ -92,6 +92,8 @@ def engine_options(cfg: Any, base: str, adapter: Path | None) -> dict[str, Any]:
         "enable_lora": adapter is not None}
     if adapter is not None:
         options["max_lora_rank"] = _lora_rank_bound(adapter)
+    if cfg.pixel_limits():  # vLLM resizes images itself: the same limits as the processor update encodes with
+        options["mm_processor_kwargs"] = cfg.pixel_limits()
     return options
 
 
