@@ -4,8 +4,8 @@
   retried `max_retries` times with its exponential backoff and jitter (a `Retry-After` up to 60 s
   is honoured); other 4xx fail at once.
 * `timeout` bounds each whole attempt, reply body included. The HTTP library's own timeouts are
-  per network read, so a server trickling one byte a second would never time out; the transport
-  here cancels an attempt at its deadline (the client then retries it like any timeout).
+  per network read, so a server trickling one byte a second would never time out; the client here
+  cancels an attempt at its deadline (the `openai` client then retries it like any timeout).
 * A `ServerLog` keeps the last HTTP error the server sent. When a server dies mid-run the final
   error is a bare `Connection error`; the 500 it answered before is what says why.
 * Every message that leaves here is redacted (`stages.core.redact`): servers echo keys in errors.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -29,45 +29,20 @@ LIMIT = 300
 """Longest server message kept (characters)."""
 
 
-class _DeadlineStream(httpx2.AsyncByteStream):
-    def __init__(self, inner: Any, deadline: float, seconds: float, request: httpx2.Request) -> None:
-        self.inner, self.deadline, self.seconds, self.request = inner, deadline, seconds, request
+def _deadline_client(seconds: float, **kwargs: Any) -> Any:
+    """The `openai` package's default HTTP client (its limits, proxies from the environment), with
+    every request, reply body included, ended after `seconds` as a timeout (which the client retries)."""
+    from openai import DefaultAsyncHttpxClient
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        chunks = self.inner.__aiter__()
-        while True:
+    class DeadlineClient(DefaultAsyncHttpxClient):  # type: ignore[misc, valid-type]
+        async def send(self, request: httpx2.Request, **options: Any) -> httpx2.Response:
             try:
-                async with asyncio.timeout(max(self.deadline - asyncio.get_running_loop().time(), 0.0)):
-                    chunk = await chunks.__anext__()
-            except StopAsyncIteration:
-                return
+                async with asyncio.timeout(seconds):
+                    return await super().send(request, **options)  # reads the whole body (not streamed)
             except TimeoutError:
-                raise httpx2.ReadTimeout(f"no complete reply within {self.seconds} s", request=self.request) from None
-            yield chunk
+                raise httpx2.ReadTimeout(f"no complete reply within {seconds} s", request=request) from None
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-class DeadlineTransport(httpx2.AsyncBaseTransport):
-    """An HTTP transport whose every request, reply body included, ends within `seconds`."""
-
-    def __init__(self, seconds: float) -> None:
-        self.inner = httpx2.AsyncHTTPTransport()
-        self.seconds = seconds
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        deadline = asyncio.get_running_loop().time() + self.seconds
-        try:
-            async with asyncio.timeout(self.seconds):
-                response = await self.inner.handle_async_request(request)
-        except TimeoutError:
-            raise httpx2.ReadTimeout(f"no reply within {self.seconds} s", request=request) from None
-        return httpx2.Response(response.status_code, headers=response.headers, extensions=response.extensions,
-                               stream=_DeadlineStream(response.stream, deadline, self.seconds, request))
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+    return DeadlineClient(**kwargs)
 
 
 def _message(response: httpx2.Response) -> str:
@@ -124,9 +99,9 @@ class ServerLog:
 
 def async_client(base_url: str | None, api_key: str, timeout: float, max_retries: int, log: ServerLog) -> Any:
     """An `openai.AsyncOpenAI` whose attempts end within `timeout` and whose errors feed `log`."""
-    from openai import AsyncOpenAI, DefaultAsyncHttpxClient
+    from openai import AsyncOpenAI
 
-    http = DefaultAsyncHttpxClient(transport=DeadlineTransport(timeout), event_hooks={"response": [log.on_response]})
+    http = _deadline_client(timeout, event_hooks={"response": [log.on_response]})
     return AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries, http_client=http)
 
 
