@@ -60,11 +60,15 @@ def data_files(directory: Path) -> list[Path]:
     return files
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line; errors name the file and line."""
+def iter_jsonl(path: Path, skip: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line after the first `skip` of them (which are not
+    parsed, so a shard pays only for its own lines); errors name the file and line."""
     with open(path, "rb") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
+                continue
+            if skip:
+                skip -= 1
                 continue
             try:
                 row = orjson.loads(line)
@@ -168,14 +172,14 @@ def fingerprint(source: Path) -> str:
 # ---------------------------------------------------------------- atomic writes
 
 
-def _tmp_path(path: Path) -> Path:
+def tmp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]], schema: pa.Schema | None, fmt: str) -> None:
     """Write rows to `path` atomically (temp file + rename), as Parquet or JSONL."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
+    tmp = tmp_path(path)
     try:
         if fmt == "parquet":
             table = pa.Table.from_pylist(rows, schema=schema) if schema is not None else pa.Table.from_pylist(rows)
@@ -196,7 +200,7 @@ def write_json(path: Path, data: Any) -> None:
 
 def write_bytes(path: Path, data: bytes) -> None:
     """Write a file atomically (temp file + rename): a reader never sees half of it."""
-    tmp = _tmp_path(path)
+    tmp = tmp_path(path)
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)
@@ -260,7 +264,7 @@ def link_image(src_dir: Path, dst_dir: Path, rel: str) -> None:
     if not src.exists():
         return
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(dst)
+    tmp = tmp_path(dst)
     try:
         os.link(src, tmp)
     except OSError:

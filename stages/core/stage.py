@@ -1,10 +1,11 @@
-"""Running a stage: validate, pick this shard's rows, process them in checkpointed chunks, commit.
+"""Running a stage: check, pick this shard's rows, process them in checkpointed chunks, commit.
 
-A stage is a `Stage` value: its name, its config class, the input columns it needs, the columns it
-adds, and a factory that builds the row processor (loading a model, say) only when there is work.
-`run_stage` gives every stage the same behaviour: validation before anything is written, a
-deterministic 1/N of the rows per shard, resume by default, chunk checkpoints, atomic commits, a
-progress bar and a manifest.
+A row stage is one `Stage` value: its name, its config class, the input columns it needs, the
+columns it adds, a check of one input row, and a factory that builds the chunk processor (loading a
+model, say) only when there is work. `run_stage` gives every stage the same behaviour: the output
+checked and locked, the input streamed (`stream.py`) and every row of the shard checked before
+anything is written, a deterministic 1/N of the rows per shard, resume by default, chunk checkpoints
+(`chunks.py`), atomic commits, a progress bar and a manifest.
 """
 
 from __future__ import annotations
@@ -14,68 +15,65 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
+from . import chunks, lock, stream
 from . import dataset as ds
-from . import lock
+from .chunks import Context, Processor, Rows, shard_bounds
 from .config import StageConfig
 from .console import make_console
 from .errors import UserError
 
 console = make_console()
-
-Rows = list[dict[str, Any]]
-Processor = Callable[[Rows], Rows]
-
-
-@dataclass
-class Context:
-    """What a processor may need besides its rows: the config, directories, a progress hook."""
-
-    config: StageConfig
-    input_dir: Path | None
-    output_dir: Path
-    advance: Callable[[int], None] = lambda n: None
-
-    def image_path(self, rel: str) -> Path:
-        path = self.output_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
+__all__ = ["Context", "Processor", "Rows", "Stage", "console", "run_stage", "shard_bounds"]
 
 
 @dataclass
 class Stage:
+    """A row stage, in one shape: its config, the columns it needs and adds, a check every input row
+    passes before anything is written, and a processor of chunks of rows."""
+
     name: str
     config_class: type[StageConfig]
-    adds: list[pa.Field]
+    adds: list[pa.Field] | Callable[[Any], list[pa.Field]]
+    """Columns added, or a function of the config giving them (render's depend on --views)."""
     make_processor: Callable[[Any, Context], Processor]
-    needs: list[str] = field(default_factory=list)
-    """Input columns the stage requires."""
-    source_rows: Callable[[Any], Rows] | None = None
+    """Builds the processor of a chunk, only once some chunk needs work (it may load a model or start
+    workers). A processor with a `close()` method is closed when the run ends, however it ends."""
+    needs: list[str] | Callable[[Any], list[str]] = field(default_factory=list)
+    """Input columns the stage requires, or a function of the config giving them."""
+    check_input: Callable[[Any, list[str]], None] | None = None
+    """Checks that need only the config and the input's column names (run before any row is read)."""
+    make_row_check: Callable[[Any], Callable[[dict[str, Any], int], None]] | None = None
+    """Builds the check of one input row (and its index in the dataset), run on every row of the shard
+    in a streaming pass before anything is written; it raises a UserError naming the row and field."""
+    together: str | None = None
+    """A column whose rows must be adjacent in the input (score's turns of one trajectory): it is
+    checked, and chunks and shards are cut only between different values."""
+    drops: Callable[[list[str]], list[str]] | None = None
+    """The input columns (given all of them) not carried to the output (a new turn drops last turn's scores)."""
+    source_rows: Callable[[Any], Rows | stream.Source] | None = None
     """For stages without an input dataset (gen-prompts): the rows to shard and process."""
-    drops: list[str] = field(default_factory=list)
-    """Input columns not carried to the output (e.g. last turn's scores when sampling a new turn)."""
     unit: str = "rows"
 
-    def output_schema(self, input_schema: pa.Schema | None) -> pa.Schema:
-        own = {f.name for f in self.adds} | set(self.drops)
+    def columns_added(self, cfg: Any) -> list[pa.Field]:
+        return self.adds(cfg) if callable(self.adds) else list(self.adds)
+
+    def columns_needed(self, cfg: Any) -> list[str]:
+        return self.needs(cfg) if callable(self.needs) else list(self.needs)
+
+    def output_schema(self, cfg: Any, input_schema: pa.Schema | None) -> pa.Schema:
+        adds = self.columns_added(cfg)
+        names = [f.name for f in input_schema or []]
+        own = {f.name for f in adds} | set(self.drops(names) if self.drops else [])
         kept = [f for f in (input_schema or []) if f.name not in own]
-        return pa.schema(kept + list(self.adds))
+        return pa.schema(kept + adds)
 
 
 @cache
@@ -94,22 +92,18 @@ def code_version() -> str:
     return f"{ver}+g{sha}" if sha else ver
 
 
-def shard_bounds(n_rows: int, num_shards: int, shard_index: int) -> tuple[int, int]:
-    """Contiguous, deterministic split: shard i gets rows [i*n/N, (i+1)*n/N)."""
-    return n_rows * shard_index // num_shards, n_rows * (shard_index + 1) // num_shards
-
-
-def _load_input(stage: Stage, cfg: StageConfig) -> tuple[Rows, pa.Schema | None]:
+def open_input(stage: Stage, cfg: StageConfig) -> stream.Source:
+    """The stage's input as a stream, its columns checked against what the stage needs."""
     if stage.source_rows is not None:
         rows = stage.source_rows(cfg)
-        return rows[: cfg.max_rows] if cfg.max_rows else rows, None
+        return stream.RowList(rows) if isinstance(rows, list) else rows
     if cfg.input is None:
         raise UserError(f"{stage.name}: --input is required (a dataset directory)")
-    table = ds.read_table(cfg.input)
-    ds.require_columns(table, stage.needs, cfg.input)
-    if cfg.max_rows:
-        table = table.slice(0, cfg.max_rows)
-    return table.to_pylist(), table.schema
+    reader = stream.DatasetReader(cfg.input)
+    ds.require_columns(reader.columns, stage.columns_needed(cfg), cfg.input)
+    if stage.check_input is not None:
+        stage.check_input(cfg, reader.columns)
+    return reader
 
 
 def _check_existing_output(stage: Stage, cfg: StageConfig, manifest: dict[str, Any] | None,
@@ -143,11 +137,16 @@ def _check_existing_output(stage: Stage, cfg: StageConfig, manifest: dict[str, A
 
 
 def run_stage(stage: Stage, cfg: StageConfig) -> Path:
-    """Run `stage` for this process's shard. Returns the output directory."""
+    """Run `stage` for this process's shard, reading only the shard's rows, a chunk at a time.
+    Returns the output directory."""
     out = cfg.output
     ds.check_output(out, [cfg.input] if cfg.input is not None else [])
-    rows, in_schema = _load_input(stage, cfg)
-    schema = stage.output_schema(in_schema)
+    source = open_input(stage, cfg)
+    total = min(source.num_rows, cfg.max_rows or source.num_rows)
+    lo, hi = chunks.shard_rows(source, total, cfg.num_shards, cfg.shard_index, stage.together)
+    source.verify(lo, hi)
+    spans = chunks.check_rows(stage, cfg, source, lo, hi)
+    schema = stage.output_schema(cfg, source.schema)
     part = ds.part_name(cfg.shard_index, cfg.num_shards, cfg.format)
     inputs = _describe_inputs(cfg)
     header = {
@@ -167,19 +166,16 @@ def run_stage(stage: Stage, cfg: StageConfig) -> Path:
             console.print(f"[green]{stage.name}[/]: {out / part} is complete; skipping (pass --overwrite to redo)")
             return out
         ds.update_manifest(out, header, check=lambda now: _check_existing_output(stage, cfg, now, inputs))
-        lo, hi = shard_bounds(len(rows), cfg.num_shards, cfg.shard_index)
-        my_rows = rows[lo:hi]
         start = time.time()
-        produced = _process_in_chunks(stage, cfg, my_rows, schema, part)
-        ds.write_rows(out / part, produced, schema, cfg.format)
+        chunk_files = chunks.process(stage, cfg, source, spans, schema, part)
+        rows = stream.write_part(out / part, chunk_files, schema, cfg.format)
         shutil.rmtree(out / ds.CHUNKS / part, ignore_errors=True)
         _remove_if_empty(out / ds.CHUNKS)
-        info = {"rows": len(produced), "input_rows": len(my_rows), "seconds": round(time.time() - start, 3),
+        info = {"rows": rows, "input_rows": hi - lo, "seconds": round(time.time() - start, 3),
                 "sha256": ds.sha256_file(out / part), "host": socket.gethostname(),
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         ds.update_manifest(out, header, part, info)
-    console.print(f"[green]{stage.name}[/]: wrote {len(produced)} rows to {out / part} "
-                  f"in {info['seconds']:.1f} s")
+    console.print(f"[green]{stage.name}[/]: wrote {rows} rows to {out / part} in {info['seconds']:.1f} s")
     return out
 
 
@@ -195,56 +191,3 @@ def _describe_inputs(cfg: StageConfig) -> list[dict[str, Any]]:
 def _remove_if_empty(path: Path) -> None:
     with contextlib.suppress(OSError):  # not empty: another shard is still writing
         path.rmdir()
-
-
-def _process_in_chunks(stage: Stage, cfg: StageConfig, rows: Rows, schema: pa.Schema, part: str) -> Rows:
-    """Process rows chunk by chunk; each finished chunk is committed under `_chunks/` so a killed
-    job resumes where it stopped. The processor is built only if some chunk still needs work."""
-    chunk_dir = cfg.output / ds.CHUNKS / part
-    meta = {"chunk_size": cfg.chunk_size, "rows": len(rows)}
-    if cfg.overwrite or (chunk_dir.exists() and ds.read_manifest_like(chunk_dir / "_meta.json") != meta):
-        shutil.rmtree(chunk_dir, ignore_errors=True)
-    chunk_dir.mkdir(parents=True, exist_ok=True)
-    ds.write_json(chunk_dir / "_meta.json", meta)
-    spans = [(i, min(i + cfg.chunk_size, len(rows))) for i in range(0, len(rows), cfg.chunk_size)]
-    processor: Processor | None = None
-    produced: Rows = []
-    done = sum(1 for n in range(len(spans)) if (chunk_dir / f"chunk-{n:06d}.{cfg.format}").exists())
-    if done:
-        console.print(f"{stage.name}: resuming {part}: {done} of {len(spans)} chunks already done")
-    with _progress(stage, len(rows)) as (progress, task):
-        for n, (lo, hi) in enumerate(spans):
-            path = chunk_dir / f"chunk-{n:06d}.{cfg.format}"
-            if path.exists():
-                produced.extend(ds.read_part(path))
-                progress.update(task, advance=hi - lo)
-                continue
-            if processor is None:
-                ctx = Context(cfg, cfg.input, cfg.output)
-                processor = stage.make_processor(cfg, ctx)
-            done_before = progress.tasks[0].completed
-            ctx.advance = lambda k: progress.update(task, advance=k)
-            out_rows = processor(rows[lo:hi])
-            if cfg.input is not None:
-                _link_images(out_rows, cfg.input, cfg.output)
-            ds.write_rows(path, out_rows, schema, cfg.format)
-            produced.extend(out_rows)
-            progress.update(task, completed=done_before + (hi - lo))
-    return produced
-
-
-def _link_images(rows: Rows, src: Path, dst: Path) -> None:
-    for row in rows:
-        for value in row.values():
-            if ds.is_image_ref(value):
-                ds.link_image(src, dst, value)
-
-
-@contextlib.contextmanager
-def _progress(stage: Stage, total: int) -> Iterator[tuple[Progress, TaskID]]:
-    """A rich progress bar on a terminal; silent in logs (Slurm), where chunk lines suffice."""
-    progress = Progress(TextColumn(f"[bold]{stage.name}[/]"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn(stage.unit), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
-                        disable=not console.is_terminal)
-    with progress:
-        yield progress, progress.add_task(stage.name, total=total)

@@ -111,13 +111,14 @@ def split_of(room_id: str, test_fraction: float) -> str:
     return "test" if h < test_fraction else "train"
 
 
-def load_rooms(cfg: Config) -> list[dict[str, Any]]:
+def load_rooms(cfg: Config) -> list[dict[str, Any]] | sources.JsonlRooms:
+    """The rooms to shard: a list, or for the jsonl source a stream that reads only the shard's lines."""
     # fail on a bad template before anything is written
     prompt_mod.check_source(prompt_mod.load_template(cfg.template), cfg.source)
     if cfg.source == "llm":  # descriptions; the rooms are asked for chunk by chunk
         return llm.descriptions(cfg.descriptions, cfg.num_rooms, cfg.seed)
     if cfg.source == "jsonl":
-        return sources.from_jsonl(cfg.input)
+        return sources.JsonlRooms(cfg.input)
     if cfg.source == "synthetic":
         from . import synthetic
 

@@ -9,6 +9,7 @@ line or row, and the field.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,14 +56,52 @@ def check_unique(records: list[dict[str, Any]], where: str) -> list[dict[str, An
     return records
 
 
+class JsonlRooms:
+    """A .jsonl file of rooms as a stream (a Source for the stage framework): one pass counts the rooms
+    and checks that their ids are unique; a shard then parses and validates only its own lines, a
+    chunk at a time. Lines `{room_id, description, room_size{x,y,z}, scene_graph}` (optional
+    room_type, preference)."""
+
+    schema = None
+    columns: list[str] = []
+
+    def __init__(self, path: Path | None) -> None:
+        if path is None or not Path(path).is_file():
+            raise UserError(f"--input: {path} is not a file (the jsonl source reads a .jsonl file of rooms)")
+        self.path = Path(path)
+        first: dict[str, int] = {}
+        self.num_rows = 0
+        for _, raw in iter_jsonl(self.path):
+            room_id = raw.get("room_id")
+            if isinstance(room_id, (str, int)) and not isinstance(room_id, bool):
+                if str(room_id) in first:
+                    raise UserError(f"{self.path}: room_id {str(room_id)!r} appears twice (entries "
+                                    f"{first[str(room_id)] + 1} and {self.num_rows + 1}); room ids must be unique")
+                first[str(room_id)] = self.num_rows
+            self.num_rows += 1
+        if not self.num_rows:
+            raise UserError(f"{self.path}: no rooms in this file")
+
+    def chunks(self, lo: int, hi: int, size: int, columns: list[str] | None = None) -> Iterator[list[dict[str, Any]]]:
+        batch: list[dict[str, Any]] = []
+        for index, (lineno, raw) in enumerate(iter_jsonl(self.path, skip=lo), start=lo):
+            if index >= hi:
+                break
+            batch.append(room_record(raw, f"{self.path}, line {lineno}", "jsonl"))
+            if len(batch) == size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def verify(self, lo: int, hi: int) -> None:
+        """Nothing recorded to verify against: a room file is the user's own."""
+
+
 def from_jsonl(path: Path | None) -> list[dict[str, Any]]:
-    """Lines `{room_id, description, room_size{x,y,z}, scene_graph}` (optional room_type, preference)."""
-    if path is None or not Path(path).is_file():
-        raise UserError(f"--input: {path} is not a file (the jsonl source reads a .jsonl file of rooms)")
-    records = [room_record(raw, f"{path}, line {lineno}", "jsonl") for lineno, raw in iter_jsonl(Path(path))]
-    if not records:
-        raise UserError(f"{path}: no rooms in this file")
-    return check_unique(records, str(path))
+    """Every room of a .jsonl file, validated."""
+    rooms = JsonlRooms(path)
+    return [room for chunk in rooms.chunks(0, rooms.num_rows, 1024) for room in chunk]
 
 
 HF_MARKER = "## Input JSON Data:"

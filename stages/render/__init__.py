@@ -10,15 +10,12 @@ with a "no valid layout" mark. Adds `layout` (JSON {id: [x, y, z]} of the valid 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar, Literal
 
 import pyarrow as pa
 from pydantic import Field, field_validator
 
-from stages.core import dataset as ds
 from stages.core import rows
 from stages.core.columns import RENDER_FIELDS, render_column
 from stages.core.config import StageConfig
@@ -69,45 +66,43 @@ def columns(cfg: Config) -> list[pa.Field]:
     return [*RENDER_FIELDS, *[pa.field(render_column(v), pa.string()) for v in cfg.views]]
 
 
-def check_rows(cfg: Config) -> None:
-    """Every row's scene, room size and response must be valid before anything is written; errors
-    name the row and field (`rows.check`; each distinct scene is parsed once)."""
-    if cfg.input is None:
-        raise UserError("render: --input is required (a rollout dataset directory)")
-    table = ds.read_table(cfg.input)
-    ds.require_columns(table, NEEDS, cfg.input)
-    table = table.select(NEEDS)
-    if cfg.max_rows:
-        table = table.slice(0, cfg.max_rows)
-    rows.check(table.to_pylist(), NEEDS, cfg.input)
+def check_input(cfg: Config, columns: list[str]) -> None:
     if cfg.assets is not None:
         from stages.core.render.assets import index_folder
 
         index_folder(cfg.assets)
 
 
-@contextlib.contextmanager
-def _stage(cfg: Config) -> Iterator[Stage]:
-    """The stage, with its worker pool started on first use and always shut down."""
-    job = Job(output=str(cfg.output), views=tuple(cfg.views), pixels=cfg.size, backend=cfg.backend,
-              assets=str(cfg.assets.resolve()) if cfg.assets else None, labels=cfg.labels)
-    pool = WorkerPool(job, cfg.workers)
+def make_row_check(cfg: Config):
+    """Every row's scene, room size and response must be valid before anything is written; errors
+    name the row and field (`rows.check`; each distinct scene is parsed once)."""
+    return lambda row, index: rows.check([row], NEEDS, cfg.input, index)
 
-    def make_processor(cfg: Config, ctx: Context):
-        batch = max(1, min(16, cfg.chunk_size // (2 * cfg.workers)))
-        return lambda rows: [{**row, **out} for row, out in zip(rows, pool.map(rows, batch, ctx.advance),
-                                                                 strict=True)]
 
-    try:
-        yield Stage(name="render", config_class=Config, adds=columns(cfg), make_processor=make_processor,
-                    needs=NEEDS, unit="rows")
-    finally:
-        pool.close()
+class Renderer:
+    """The processor: draws a chunk's rows in a pool of workers, each with its own persistent
+    renderer, started on first use; the stage framework closes it however the run ends."""
+
+    def __init__(self, cfg: Config, ctx: Context) -> None:
+        job = Job(output=str(cfg.output), views=tuple(cfg.views), pixels=cfg.size, backend=cfg.backend,
+                  assets=str(cfg.assets.resolve()) if cfg.assets else None, labels=cfg.labels)
+        self.pool = WorkerPool(job, cfg.workers)
+        self.batch = max(1, min(16, cfg.chunk_size // (2 * cfg.workers)))
+        self.ctx = ctx
+
+    def __call__(self, chunk: list[dict]) -> list[dict]:
+        drawn = self.pool.map(chunk, self.batch, self.ctx.advance)
+        return [{**row, **out} for row, out in zip(chunk, drawn, strict=True)]
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+STAGE = Stage(name="render", config_class=Config, needs=NEEDS, adds=columns, check_input=check_input,
+              make_row_check=make_row_check, make_processor=Renderer)
 
 
 def run(cfg: Config) -> Path:
     if not isinstance(cfg, Config):
         raise UserError("render: expected a render.Config")
-    check_rows(cfg)
-    with _stage(cfg) as stage:
-        return run_stage(stage, cfg)
+    return run_stage(STAGE, cfg)

@@ -140,7 +140,7 @@ def _sample_columns(c: Completion, cfg: Config) -> dict[str, Any]:
             "temperature": cfg.temperature, "sample_error": c.error if c.finish_reason == "error" else None}
 
 
-def make_processor(cfg: Config, ctx: Context, dropped: list[str]):
+def make_processor(cfg: Config, ctx: Context):
     backend = make_backend(cfg)
 
     def process(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -160,6 +160,7 @@ def make_processor(cfg: Config, ctx: Context, dropped: list[str]):
         results = backend.generate(requests, progress=progress)
         out: list[dict[str, Any]] = []
         for row, (ids, messages, history), completions in zip(rows, plans, results, strict=True):
+            dropped = samples.dropped_columns(list(row))
             shared = {**{k: v for k, v in row.items() if k not in dropped}, **_prompt_columns(messages, history)}
             if not cfg.images and "image" in shared:
                 shared["image"] = None  # what the sample saw; update rebuilds its prompt from this
@@ -220,35 +221,30 @@ def _warn_truncated(rows: list[dict[str, Any]]) -> None:
                       highlight=False)
 
 
-def stage_for(input_columns: list[str]) -> Stage:
-    """The stage for an input dataset: its previous-turn score and render columns are dropped."""
-    dropped = samples.dropped_columns(input_columns)
-    return Stage(name="rollout", config_class=Config, adds=COLUMNS, needs=samples.TURN1_NEEDS, drops=dropped,
-                 make_processor=lambda cfg, ctx: make_processor(cfg, ctx, dropped), unit="prompts")
-
-
-def check_input(cfg: Config) -> list[str]:
-    """Everything that can be checked before a model loads or a file is written; the input's columns."""
-    if cfg.input is None:
-        raise UserError("rollout: --input is required (a prompt dataset, or a scored dataset for --turn 2+)")
-    table = ds.read_table(cfg.input)
-    ds.require_columns(table, samples.needed_columns(cfg), cfg.input)
+def check_input(cfg: Config, columns: list[str]) -> None:
+    """What the config and the input's columns tell before a row is read or a model loads."""
     if cfg.guided:
-        ds.require_columns(table, SCENE_COLUMNS, cfg.input)
-    if cfg.turn > 1 and samples.render_column(cfg) not in table.column_names:
+        ds.require_columns(columns, SCENE_COLUMNS, cfg.input)
+    if cfg.turn > 1 and samples.render_column(cfg) not in columns:
         console.print(f"[yellow]rollout[/]: {cfg.input} has no {samples.render_column(cfg)} column (not rendered); "
                       "the follow-up prompts show the room image instead", highlight=False)
-    rows = table.slice(0, cfg.max_rows).to_pylist() if cfg.max_rows else table.to_pylist()
-    for i, row in enumerate(rows):
-        samples.check_row(row, i, cfg, cfg.input)
     if cfg.backend != "openai":
         local = Path(cfg.model)
         if not local.exists() and (cfg.model.startswith(("/", ".", "~")) or cfg.model.count("/") > 1):
             raise UserError(f"--model: {cfg.model} is neither a model directory nor a hub name (org/name)")
-    return table.column_names
+
+
+def make_row_check(cfg: Config):
+    return lambda row, index: samples.check_row(row, index, cfg, cfg.input)
+
+
+STAGE = Stage(name="rollout", config_class=Config, needs=samples.needed_columns, adds=COLUMNS,
+              check_input=check_input, make_row_check=make_row_check, make_processor=make_processor,
+              drops=samples.dropped_columns, unit="prompts")
+"""`drops`: a new turn does not carry the previous turn's score and render columns."""
 
 
 def run(cfg: Config) -> Path:
     if not isinstance(cfg, Config):
         raise UserError("rollout: expected a rollout.Config")
-    return run_stage(stage_for(check_input(cfg)), cfg)
+    return run_stage(STAGE, cfg)

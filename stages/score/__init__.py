@@ -16,7 +16,6 @@ from typing import ClassVar, Literal
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from stages.core import dataset as ds
 from stages.core import rows
 from stages.core.columns import HISTORY, REFERENCE_LAYOUT, RESPONSE, SCENE_COLUMNS, SCORE_FIELDS, TURN
 from stages.core.config import StageConfig
@@ -108,25 +107,28 @@ class Config(StageConfig):
 COLUMNS: list[pa.Field] = SCORE_FIELDS
 
 
-def validate_input(cfg: Config) -> None:
-    """Check columns, scenes and renders before anything is written; errors name the row and field."""
+def check_input(cfg: Config, columns: list[str]) -> None:
     from .scoring import IMAGE_COLUMNS
 
-    if cfg.input is None:
-        raise UserError("score: --input is required (a dataset directory)")
-    table = ds.read_table(cfg.input)
-    ds.require_columns(table, NEEDS, cfg.input)
-    if cfg.judge in ("openai", "hf") and not any(c in table.column_names for c in IMAGE_COLUMNS):
+    if cfg.judge in ("openai", "hf") and not any(c in columns for c in IMAGE_COLUMNS):
         raise UserError(f"{cfg.input}: judge '{cfg.judge}' grades renders, but the dataset has no "
                         f"{' or '.join(IMAGE_COLUMNS)} column; run `metaspatial render` first or use --judge rules")
-    renders = [c for c in IMAGE_COLUMNS if c in table.column_names] if cfg.judge in ("openai", "hf") else []
-    columns = [c for c in CHECKED if c in table.column_names] + renders
-    table_rows = table.select(columns).slice(0, cfg.max_rows or table.num_rows).to_pylist()
-    rows.check(table_rows, columns, cfg.input)
-    for index, row in enumerate(table_rows):
+
+
+def make_row_check(cfg: Config):
+    """Every row's contract columns and, for judges that look, its renders' paths must be valid
+    before anything is written; errors name the row and field."""
+    from .scoring import IMAGE_COLUMNS
+
+    renders = IMAGE_COLUMNS if cfg.judge in ("openai", "hf") else ()
+
+    def check(row: dict, index: int) -> None:
+        rows.check([row], [*CHECKED, *renders], cfg.input, index)
         for column in renders:
-            if row[column]:
+            if row.get(column):
                 confined(cfg.input, row[column], f"{cfg.input}, row {index}, field {column}")
+
+    return check
 
 
 def make_processor(cfg: Config, ctx: Context, run: RunState | None = None):
@@ -153,7 +155,11 @@ def make_processor(cfg: Config, ctx: Context, run: RunState | None = None):
     return process
 
 
-STAGE = Stage(name="score", config_class=Config, adds=COLUMNS, make_processor=make_processor, needs=NEEDS)
+STAGE = Stage(name="score", config_class=Config, needs=NEEDS, adds=COLUMNS, check_input=check_input,
+              make_row_check=make_row_check, make_processor=make_processor, together="trajectory_id")
+"""`together`: a row's multi-turn return adds its earlier turns' rewards, taken from its `history` or,
+without one, from the rows of the same trajectory, which must therefore be adjacent (and never split
+between chunks or shards)."""
 OWN_COLUMNS = {f.name for f in COLUMNS}
 
 
@@ -169,7 +175,6 @@ class RunState:
 def run(cfg: Config) -> Path:
     if not isinstance(cfg, Config):
         raise UserError("score: expected a score.Config")
-    validate_input(cfg)
     state = RunState(kept=kept_rows(cfg, OWN_COLUMNS) if cfg.retry_failed else {})
     if cfg.retry_failed:
         cfg = cfg.model_copy(update={"overwrite": True})

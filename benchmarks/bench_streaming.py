@@ -1,0 +1,128 @@
+"""Memory and time of the stages against the number of rows: do they stream?
+
+    python benchmarks/bench_streaming.py [--rows 10000,40000,160000] [--render-rows 1000,4000,16000]
+                                         [--stages score,render,gen-prompts] [--work DIR]
+
+For `score` (default preset, rules judge), `render` (top-down view, 128 px) and `gen-prompts --source
+jsonl`, builds inputs of each size from the fixture scenes and responses (rows repeated under new ids),
+runs the real `metaspatial` command in a subprocess and reads its peak RSS from `wait4` (the child's
+own `ru_maxrss`) and its wall time. Then, at the largest size, one shard of 4 (`--num-shards 4
+--shard-index 1`). Prints, per stage, peak MB and seconds per size, and the ratios the streaming design
+promises, measured in this run: peak memory at the largest size over the smallest (flat: about 1),
+seconds per row at the largest over the smallest (flat: about 1), and the shard of 4 over the unsharded
+run at the same size (time about 0.25, memory about 1 or less). No number is asserted anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+REPO = Path(__file__).resolve().parents[1]
+ORACLE = REPO / "tests" / "fixtures" / "upstream-oracle"
+WRITE_ROWS = 4096
+
+
+def run(args: list[str]) -> tuple[float, float]:
+    """(peak RSS in MB, seconds) of `metaspatial ARGS` run to completion in a child process."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "metaspatial_cli", *map(str, args)], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"metaspatial {' '.join(args)} failed ({proc.returncode}):\n{stderr.decode()[-2000:]}")
+    return usage.ru_maxrss / 1024, seconds
+
+
+def rooms_file(path: Path, n: int) -> Path:
+    """n rooms: the fixture scenes repeated under new room ids."""
+    scenes = [json.loads(line) for line in (ORACLE / "scenes.jsonl").read_text().splitlines()]
+    with open(path, "w") as fh:
+        for i in range(n):
+            fh.write(json.dumps({**scenes[i % len(scenes)], "room_id": f"room-{i:07d}"}) + "\n")
+    return path
+
+
+def answered_dataset(work: Path, n: int) -> Path:
+    """A rollout-like dataset of n rows (prompts of the fixture rooms with the fixture's responses),
+    written in row groups as the stages write theirs, without holding n rows in this process."""
+    prompts = work / "prompts"
+    if not prompts.exists():
+        run(["gen-prompts", "--source", "jsonl", "--input", ORACLE / "scenes.jsonl", "--output", prompts,
+             "--image-size", "64"])
+    by_room = {r["room_id"]: r for r in pq.read_table(prompts).to_pylist()}
+    cases = [json.loads(line) for line in (ORACLE / "cases.jsonl").read_text().splitlines()]
+    base = [{**by_room[c["room_id"]], "response": c["response"]} for c in cases if c["room_id"] in by_room]
+    out = work / f"answered-{n}"
+    if out.exists():
+        return out
+    out.mkdir()
+    shutil.copytree(prompts / "_images", out / "_images")
+    schema = pa.Table.from_pylist(base[:1]).schema.append(pa.field("trajectory_id", pa.string()))
+    with pq.ParquetWriter(out / "train-00000-of-00001.parquet", schema) as writer:
+        for lo in range(0, n, WRITE_ROWS):
+            rows = [{**base[i % len(base)], "trajectory_id": f"t{i:07d}"} for i in range(lo, min(n, lo + WRITE_ROWS))]
+            writer.write_table(pa.Table.from_pylist(rows, schema=schema), row_group_size=1024)
+    return out
+
+
+def command(stage: str, source: Path, output: Path) -> list[str]:
+    if stage == "gen-prompts":
+        return ["gen-prompts", "--source", "jsonl", "--input", str(source), "--output", str(output),
+                "--image-size", "64"]
+    if stage == "render":
+        return ["render", "--input", str(source), "--output", str(output), "--views", "topdown", "--size", "128"]
+    return ["score", "--input", str(source), "--output", str(output)]
+
+
+def bench_stage(stage: str, sizes: list[int], work: Path) -> None:
+    results = {}
+    for n in sizes:
+        source = rooms_file(work / f"rooms-{n}.jsonl", n) if stage == "gen-prompts" else answered_dataset(work, n)
+        results[n] = run(command(stage, source, work / f"{stage}-{n}"))
+        print(f"{stage:12s} {n:>8d} rows  peak {results[n][0]:7.0f} MB  {results[n][1]:8.1f} s  "
+              f"{1e3 * results[n][1] / n:6.2f} ms/row", flush=True)
+        shutil.rmtree(work / f"{stage}-{n}")
+    largest, smallest = sizes[-1], sizes[0]
+    shard = run([*command(stage, source, work / f"{stage}-shard"), "--num-shards", "4", "--shard-index", "1"])
+    print(f"{stage:12s} {largest:>8d} rows, shard 1 of 4  peak {shard[0]:7.0f} MB  {shard[1]:8.1f} s", flush=True)
+    (mem_hi, sec_hi), (mem_lo, sec_lo) = results[largest], results[smallest]
+    print(f"{stage:12s} ratios: peak memory {largest // 1000}k/{smallest // 1000}k {mem_hi / mem_lo:.2f}x, "
+          f"time per row {largest // 1000}k/{smallest // 1000}k {(sec_hi / largest) / (sec_lo / smallest):.2f}x, "
+          f"shard of 4 / unsharded: time {shard[1] / sec_hi:.2f}x, memory {shard[0] / mem_hi:.2f}x", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default="10000,40000,160000", help="sizes for score and gen-prompts")
+    parser.add_argument("--render-rows", default="1000,4000,16000", help="sizes for render (it draws every row)")
+    parser.add_argument("--stages", default="score,render,gen-prompts")
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-streaming-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        for stage in args.stages.split(","):
+            sizes = args.render_rows if stage == "render" else args.rows
+            bench_stage(stage, sorted(int(n) for n in sizes.split(",")), work)
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
