@@ -10,7 +10,9 @@ own `ru_maxrss`) and its wall time. Then, at the largest size, one shard of 4 (`
 --shard-index 1`). Prints, per stage, peak MB and seconds per size, and the ratios the streaming design
 promises, measured in this run: peak memory at the largest size over the smallest (flat: about 1),
 seconds per row at the largest over the smallest (flat: about 1), and the shard of 4 over the unsharded
-run at the same size (time about 0.25, memory about 1 or less). No number is asserted anywhere.
+run at the same size (time about 0.25, memory about 1 or less). With `--baseline DIR` (a checkout of
+older code), each size up to `--baseline-rows` also runs there, and the ratio to it is printed.
+No number is asserted anywhere.
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ ORACLE = REPO / "tests" / "fixtures" / "upstream-oracle"
 WRITE_ROWS = 4096
 
 
-def run(args: list[str]) -> tuple[float, float]:
-    """(peak RSS in MB, seconds) of `metaspatial ARGS` run to completion in a child process."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+def run(args: list[str], code: Path = REPO) -> tuple[float, float]:
+    """(peak RSS in MB, seconds) of `metaspatial ARGS` run to completion in a child process, with the
+    package from `code` (this checkout, or a baseline's)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(code)}
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "metaspatial_cli", *map(str, args)], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "metaspatial_cli", *map(str, args)], cwd=code, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     stderr = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -89,7 +92,7 @@ def command(stage: str, source: Path, output: Path) -> list[str]:
     return ["score", "--input", str(source), "--output", str(output)]
 
 
-def bench_stage(stage: str, sizes: list[int], work: Path) -> None:
+def bench_stage(stage: str, sizes: list[int], work: Path, baseline: Path | None, baseline_rows: int) -> None:
     results = {}
     for n in sizes:
         source = rooms_file(work / f"rooms-{n}.jsonl", n) if stage == "gen-prompts" else answered_dataset(work, n)
@@ -97,6 +100,11 @@ def bench_stage(stage: str, sizes: list[int], work: Path) -> None:
         print(f"{stage:12s} {n:>8d} rows  peak {results[n][0]:7.0f} MB  {results[n][1]:8.1f} s  "
               f"{1e3 * results[n][1] / n:6.2f} ms/row", flush=True)
         shutil.rmtree(work / f"{stage}-{n}")
+        if baseline is not None and n <= baseline_rows:
+            base = run(command(stage, source, work / f"{stage}-{n}-baseline"), baseline)
+            print(f"{stage:12s} {n:>8d} rows  baseline peak {base[0]:7.0f} MB  {base[1]:8.1f} s  -> this "
+                  f"checkout: memory {results[n][0] / base[0]:.2f}x, time {results[n][1] / base[1]:.2f}x", flush=True)
+            shutil.rmtree(work / f"{stage}-{n}-baseline")
     largest, smallest = sizes[-1], sizes[0]
     shard = run([*command(stage, source, work / f"{stage}-shard"), "--num-shards", "4", "--shard-index", "1"])
     print(f"{stage:12s} {largest:>8d} rows, shard 1 of 4  peak {shard[0]:7.0f} MB  {shard[1]:8.1f} s", flush=True)
@@ -112,13 +120,17 @@ def main() -> None:
     parser.add_argument("--render-rows", default="1000,4000,16000", help="sizes for render (it draws every row)")
     parser.add_argument("--stages", default="score,render,gen-prompts")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="a checkout of the code to compare with (e.g. `git worktree add` of an older commit)")
+    parser.add_argument("--baseline-rows", type=int, default=40000,
+                        help="run the baseline only up to this many rows (a non-streaming one holds them all)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-streaming-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
         for stage in args.stages.split(","):
             sizes = args.render_rows if stage == "render" else args.rows
-            bench_stage(stage, sorted(int(n) for n in sizes.split(",")), work)
+            bench_stage(stage, sorted(int(n) for n in sizes.split(",")), work, args.baseline, args.baseline_rows)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
