@@ -17,7 +17,15 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from stages.core import rows
-from stages.core.columns import HISTORY, REFERENCE_LAYOUT, RESPONSE, SCENE_COLUMNS, SCORE_FIELDS, TURN
+from stages.core.columns import (
+    HISTORY,
+    REFERENCE_LAYOUT,
+    RESPONSE,
+    SCENE_COLUMNS,
+    SCORE_FIELDS,
+    TRAJECTORY_ID,
+    TURN,
+)
 from stages.core.config import StageConfig
 from stages.core.errors import UserError
 from stages.core.paths import confined
@@ -156,7 +164,7 @@ def make_processor(cfg: Config, ctx: Context, run: RunState | None = None):
 
 
 STAGE = Stage(name="score", config_class=Config, needs=NEEDS, adds=COLUMNS, check_input=check_input,
-              make_row_check=make_row_check, make_processor=make_processor, together="trajectory_id")
+              make_row_check=make_row_check, make_processor=make_processor, together=TRAJECTORY_ID)
 """`together`: a row's multi-turn return adds its earlier turns' rewards, taken from its `history` or,
 without one, from the rows of the same trajectory, which must therefore be adjacent (and never split
 between chunks or shards)."""
