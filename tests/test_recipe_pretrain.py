@@ -38,3 +38,38 @@ def test_pretrain_command_rejects_bad_options_and_writes_nothing(tmp_path):
     code, text = cli("pretrain", "--base", tmp_path / "missing", "--output", tmp_path / "warm", "--num-rooms", 1)
     assert code == 2 and "--base: cannot load" in text
     assert not (tmp_path / "warm").exists() and not list(tmp_path.glob(".warm.tmp-*"))
+
+
+def test_pretrain_is_an_sft_trainer_run_that_resumes_after_kill_9(tmp_path):
+    """Killed after its first epoch's checkpoint, a re-run resumes from it (TRL's SFTTrainer) and ends
+    with the same conventions as update: metrics.jsonl one record per step, a complete manifest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    base = build_tiny_vlm(tmp_path / "tiny")
+    out = tmp_path / "warm"
+    cmd = [sys.executable, "-m", "metaspatial_cli", "pretrain", "--base", str(base), "--output", str(out),
+           "--num-rooms", "2", "--epochs", "3", "--learning-rate", "0.01", "--batch-size", "1"]
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not (out / "_checkpoints" / "checkpoint-2" / "trainer_state.json").exists():
+        assert first.poll() is None and time.time() < deadline, "no first checkpoint"
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert not json.loads((out / "_manifest.json").read_text())["complete"]
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming from" in again.stderr and "checkpoint-" in again.stderr
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert manifest["stage"] == "pretrain" and manifest["complete"] and manifest["steps"] == 6
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 6
+    assert not (out / "_checkpoints").exists() and not (out / "training_args.bin").exists()
+    skipped = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert skipped.returncode == 0 and "already holds this warm-up" in skipped.stderr
+    changed = subprocess.run([*cmd[:-2], "--batch-size", "2"], capture_output=True, text=True, timeout=600)
+    assert changed.returncode == 2 and "batch_size" in changed.stderr

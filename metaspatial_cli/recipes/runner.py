@@ -49,8 +49,9 @@ class StepFailed(Exception):
 def is_complete(step: Step) -> bool:
     """Whether a step's output is finished, judged from what it wrote (never from the log)."""
     out = step.output
-    if step.kind == "model":
-        return (out / "config.json").is_file()
+    if step.kind == "model":  # make-model writes no manifest; pretrain marks its manifest complete
+        manifest = ds.read_manifest(out) if out.is_dir() else None
+        return (out / "config.json").is_file() and (manifest is None or bool(manifest.get("complete")))
     if step.kind == "eval":
         return (out / "eval.csv").is_file()
     manifest = ds.read_manifest(out) if out.is_dir() else None

@@ -10,28 +10,24 @@ adapter that names its base model (`--merge-lora` writes merged weights instead)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from stages.core import vlm
 from stages.core.errors import UserError
+from stages.core.model_output import ModelStageConfig
 
 
-class Config(vlm.PixelLimits):
-    """Options of `update`. Mirrors the stages' `StageConfig` (input, output, overwrite, max rows), but
-    has no sharding: a model update is one job (spread over GPUs and nodes by `accelerate launch`)."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_default=True)
+class Config(ModelStageConfig, vlm.PixelLimits):
+    """Options of `update`: a model-writing stage (output, overwrite, manifest and resume shared with
+    `pretrain`). It has no sharding: a model update is one job (spread over GPUs and nodes by
+    `accelerate launch`)."""
 
     input: Path | None = None
     """Scored rollout dataset: a directory of Parquet or JSONL parts with prompt, response, group_id and rewards."""
-    output: Path = Path("model")
-    """Output model directory (Hugging Face format, safetensors) with metrics.jsonl and _manifest.json."""
     model: str = ""
     """The policy the rollouts were sampled from: a model directory (or LoRA adapter directory) or hub name."""
-    overwrite: bool = False
-    """Start again even if --output holds a finished or interrupted update (default: resume or skip)."""
     max_rows: int | None = Field(default=None, ge=1)
     """Read only the first N input rows (for quick looks)."""
     split: str = "train"
@@ -148,13 +144,6 @@ class Config(vlm.PixelLimits):
         if self.merge_lora and self.lora_r == 0:
             raise ValueError("--merge-lora needs --lora-r > 0")
         return self
-
-    def result_fields(self) -> dict[str, Any]:
-        """The fields that determine the trained weights (compared when resuming)."""
-        return {k: v for k, v in self.manifest_dict().items() if k not in self.RUN_FIELDS}
-
-    def manifest_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
 
 
 def run(cfg: Config) -> Path:
