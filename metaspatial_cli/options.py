@@ -16,6 +16,7 @@ from typing import Any, Literal, Optional
 
 import typer
 from pydantic import BaseModel
+from rich.markup import escape
 
 from stages.core.config import build_config, load_yaml
 from stages.core.console import make_console
@@ -102,7 +103,7 @@ def add_config_command(app: typer.Typer, name: str, config_cls: type[BaseModel],
             cfg = build_config(config_cls, values, source=str(config_file or "options"))
             run(cfg)
         except UserError as err:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)  # it may quote a server
             raise typer.Exit(2) from None
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]

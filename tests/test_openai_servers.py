@@ -220,10 +220,11 @@ def test_rollout_marks_a_failed_sample_and_redacts_the_echoed_key(server, prompt
 
 
 def test_rollout_reports_the_last_http_error_when_the_server_dies(server, prompts, tmp_path):
-    server.script = [("die", 500, "EngineCore died: CPU Generator does not use offset")]
+    server.script = [("die", 500, "EngineCore died: CPU Generator does not use offset [/] {auth}")]
     code, text = _rollout(prompts, tmp_path / "r", server, "--concurrency", 1, "--max-retries", 1, "--timeout", 5)
     assert code == 2, text
     text = " ".join(text.split())
     assert "every request of this chunk" in text and "connection failed" in text
-    assert "last HTTP error from the server: HTTP 500: EngineCore died: CPU Generator does not use offset" in text
+    assert "last HTTP error from the server: HTTP 500: EngineCore died: CPU Generator does not use offset [/] " \
+           "Bearer [redacted]" in text  # printed as the server sent it (no markup), the key masked
     assert "synthetic-s0-000000-s1-t1" in text.replace(" ", "")  # the samples affected
