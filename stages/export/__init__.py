@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from stages.core.columns import EXPORT_FIELDS
 from stages.core.config import StageConfig
@@ -25,8 +25,8 @@ COLUMNS = EXPORT_FIELDS
 
 class Config(StageConfig):
     best_per: Literal["room"] | None = None
-    """Export only the highest-reward row of each room (rows need `room_id` and `reward`); default: every row."""
-    candidates: list[Path] = []
+    """`room`: export only the highest-reward row of each room (rows need `room_id` and `reward`); default: every row."""
+    candidates: list[Path] = Field(default_factory=list)
     """With --best-per room: more datasets whose rows compete with --input's (e.g. earlier turns)."""
     assets: Path | None = None
     """Folder of real meshes (GLB/OBJ/PLY…) named by object id, category or kind, matched as `render` does;
