@@ -88,7 +88,8 @@ def load_config(config_file: Path | None, flags: dict[str, Any], sets: list[str]
     """Flags over --set over the YAML file; every section checked with its stage's Config class."""
     from stages.core.config import load_yaml, validation_message
 
-    from .recipes.spec import apply_overrides, stage_config_class, validate_section
+    from .recipes.spec import apply_overrides, validate_section
+    from .registry import config_class
 
     source = str(config_file or "options")
     values = load_yaml(config_file) if config_file else {}
@@ -107,7 +108,7 @@ def load_config(config_file: Path | None, flags: dict[str, Any], sets: list[str]
         owned = sorted(OWNED.get(stage, set()) & set(section))
         if owned:
             raise UserError(f"{source}: {stage}.{owned[0]}: set by design (use --n, or leave it out)")
-        validate_section(source, stage, section, stage_config_class(stage),
+        validate_section(source, stage, section, config_class(stage),
                          {"input": cfg.output, "output": cfg.output, "model": cfg.model, "turn": 1})
     rooms_source(cfg.rooms)
     return cfg
