@@ -1,4 +1,5 @@
-"""A tiny random Qwen2.5-VL, built offline in seconds, so tests and the quickstart need no model hub.
+"""A tiny random Qwen2.5-VL, built offline in seconds, so tests and the quickstart need no model hub
+(and the same with Qwen2.5-VL-3B's shapes, for GPU memory and speed checks: examples/gpu/).
 
 The model is real (`Qwen2_5_VLForConditionalGeneration`, vision tower included) but small
 (~1.6 M parameters) and untrained. Its tokenizer is a byte-level BPE trained here on a
@@ -117,29 +118,49 @@ def train_tokenizer(seed: int, vocab_size: int):
                           chat_template=CHAT_TEMPLATE, model_max_length=8192)
 
 
-def tiny_config(tokenizer):
-    """A 2-layer text tower and 2-block vision tower wired to the tokenizer's special-token ids."""
+TINY_TEXT = {"vocab_size": None, "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
+             "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 8192,
+             "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [4, 6, 6]},
+             "tie_word_embeddings": False}
+"""A 2-layer text tower (vocab_size None: the tokenizer's own size)."""
+TINY_VISION = {"depth": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 2, "patch_size": 14,
+               "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": 128, "window_size": 56,
+               "fullatt_block_indexes": [1]}
+QWEN2_5_VL_3B_TEXT = {"vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36,
+                      "num_attention_heads": 16, "num_key_value_heads": 2, "max_position_embeddings": 128000,
+                      "rms_norm_eps": 1e-6, "hidden_act": "silu",
+                      "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
+                      "tie_word_embeddings": True}
+"""Qwen2.5-VL-3B-Instruct's text tower, from its public config.json (3.75 B parameters with the vision tower)."""
+QWEN2_5_VL_3B_VISION = {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "patch_size": 14,
+                        "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": 2048, "window_size": 112,
+                        "fullatt_block_indexes": [7, 15, 23, 31], "hidden_act": "silu"}
+SHAPES = {"tiny": (TINY_TEXT, TINY_VISION), "qwen2.5-vl-3b": (QWEN2_5_VL_3B_TEXT, QWEN2_5_VL_3B_VISION)}
+
+
+def qwen_config(tokenizer, shapes: str = "tiny"):
+    """A Qwen2.5-VL config of the given shapes wired to the tokenizer's special-token ids. With the 3B
+    shapes the embedding has the real vocabulary's 151,936 rows, of which the local tokenizer uses the
+    first few hundred (the rest are never looked up), so memory and compute are the real model's."""
     from transformers import Qwen2_5_VLConfig
 
+    text, vision = SHAPES[shapes]
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    text = {"vocab_size": len(tokenizer), "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
-            "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 8192,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [4, 6, 6]},
-            "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"], "tie_word_embeddings": False}
-    vision = {"depth": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 2, "patch_size": 14,
-              "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": 128, "window_size": 56,
-              "fullatt_block_indexes": [1]}
+    text = {**text, "vocab_size": text["vocab_size"] or len(tokenizer), "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"]}
     return Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
                             video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
-                            vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False)
+                            vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=text["tie_word_embeddings"])
 
 
-def build_tiny_vlm(out_dir: Path, seed: int = 0, vocab_size: int = 2048, max_image_pixels: int = 28 * 28 * 64) -> Path:
-    """Write a loadable tiny Qwen2.5-VL (model, tokenizer, image processor) to `out_dir`.
+def build_tiny_vlm(out_dir: Path, seed: int = 0, vocab_size: int = 2048, max_image_pixels: int = 28 * 28 * 64,
+                   shapes: str = "tiny") -> Path:
+    """Write a loadable random Qwen2.5-VL (model, tokenizer, image processor) to `out_dir`.
 
-    `vocab_size` is an upper bound (BPE stops when the corpus has no more merges; ~850 tokens).
-    `max_image_pixels` caps image size (28*28*64 gives at most 64 image tokens) to keep tests fast.
+    `vocab_size` is an upper bound of the tokenizer (BPE stops when the corpus has no more merges;
+    ~850 tokens). `max_image_pixels` caps image size (28*28*64 gives at most 64 image tokens) to keep
+    tests fast. `shapes="qwen2.5-vl-3b"` builds Qwen2.5-VL-3B's shapes instead (random bfloat16
+    weights, 7.5 GB, initialised on the GPU when there is one) with Qwen's own image limits.
     """
     import torch
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
@@ -147,9 +168,14 @@ def build_tiny_vlm(out_dir: Path, seed: int = 0, vocab_size: int = 2048, max_ima
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer(seed, vocab_size)
-    config = tiny_config(tokenizer)
+    config = qwen_config(tokenizer, shapes)
     torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    if shapes == "tiny":
+        model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    else:
+        max_image_pixels = 12845056  # Qwen2.5-VL's preprocessor_config.json
+        with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+            model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=torch.bfloat16).eval()
     model.generation_config = GenerationConfig(
         bos_token_id=config.text_config.bos_token_id, eos_token_id=[tokenizer.eos_token_id],
         pad_token_id=tokenizer.pad_token_id, do_sample=True, temperature=1.0, top_p=1.0, top_k=0)
