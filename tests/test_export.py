@@ -125,6 +125,16 @@ def test_candidates_compete_and_shards_split_rooms(scored: Path, tmp_path: Path)
     assert all(f"{r} (reward" in page for r in best.sample_id)
 
 
+def test_candidates_with_other_column_types_are_refused(scored: Path, tmp_path: Path):
+    rows = pd.read_parquet(scored)
+    other = tmp_path / "other"
+    other.mkdir()
+    rows.assign(num_objects=rows.num_objects.astype(str)).to_parquet(other / "train-00000-of-00001.parquet")
+    code, out = cli("export", "--input", scored, "--candidates", other, "--best-per", "room", "--output", tmp_path / "o")
+    assert code == 2 and "--candidates: their columns do not match" in out and "num_objects" in out, out
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_dataset_without_layouts_is_refused_and_nothing_written(scored: Path, tmp_path: Path):
     prompts = scored.parent / "prompts"
     code, out = cli("export", "--input", prompts, "--output", tmp_path / "out")

@@ -73,7 +73,10 @@ def select_rows(input_dir: Path, candidates: list[Path], best_per: str | None) -
             row[SOURCE] = str(path)
             labelled.append((where, row))
     rows = best_per_room(labelled) if best_per else [row for _, row in labelled]
-    schema = pa.unify_schemas([t.schema for _, t in tables], promote_options="permissive")
+    try:
+        schema = pa.unify_schemas([t.schema for _, t in tables], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        raise UserError(f"--candidates: their columns do not match --input's ({str(err)[:200]})") from None
     return rows, schema
 
 
