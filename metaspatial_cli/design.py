@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stages.core.errors import UserError
 
-from .options import err_console
+from .options import err_console, print_error
 from .recipes.steps import STEPS_MARKER, Step
 
 SECTIONS = ("gen-prompts", "rollout", "render", "score", "export")
@@ -221,9 +221,9 @@ def register(app: typer.Typer) -> None:
             best = run(cfg)
             err_console.print(summary(best), highlight=False)
         except UserError as err:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+            print_error(err)
             raise typer.Exit(2) from None
         except StepFailed as err:
-            err_console.print(f"[bold red]design stopped:[/] {err}\n  Fix the cause shown above and run the same "
-                              "command again: complete steps are skipped.", highlight=False)
+            print_error(f"{err}\n  Fix the cause shown above and run the same command again: complete steps are "
+                        "skipped.", "design stopped")
             raise typer.Exit(err.code) from None

@@ -18,7 +18,7 @@ from typing import Any
 import typer
 
 from .eval_config import EvalConfig
-from .options import add_config_command, err_console
+from .options import add_config_command, print_error
 
 LOG = "eval.log"
 
@@ -59,5 +59,5 @@ def _run_command(cfg: EvalConfig) -> None:
     try:
         run(cfg)
     except StepFailed as err:
-        err_console.print(f"[bold red]eval stopped:[/] {err}", highlight=False)
+        print_error(err, "eval stopped")
         raise typer.Exit(err.code) from None

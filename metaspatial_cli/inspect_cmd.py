@@ -17,7 +17,7 @@ from stages.core.console import make_console
 from stages.core.errors import UserError
 from stages.core.scene import Scene
 
-from .options import err_console
+from .options import print_error
 
 console = make_console(stderr=False)
 # Columns whose value counts are worth showing when they have few distinct values.
@@ -87,5 +87,5 @@ def register(app: typer.Typer) -> None:
         try:
             summarise(directory)
         except UserError as err:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+            print_error(err)
             raise typer.Exit(2) from None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from .options import err_console
+from .options import err_console, print_error
 
 
 class Kind(str, Enum):
@@ -32,7 +32,7 @@ def make_model(
 ) -> None:
     """Build a random VLM locally (no model hub needed); load it with --model DIR."""
     if (out_dir / "config.json").exists() and not overwrite:
-        err_console.print(f"[bold red]error:[/] {out_dir} already holds a model; pass --overwrite to replace it")
+        print_error(f"{out_dir} already holds a model; pass --overwrite to replace it")
         raise typer.Exit(2)
     from stages.core.tiny_vlm import build_tiny_llava, build_tiny_vlm
 

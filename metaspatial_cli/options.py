@@ -25,6 +25,12 @@ from stages.core.errors import UserError
 err_console = make_console()
 
 
+def print_error(message: object, head: str = "error") -> None:
+    """One error line on stderr. The message is printed as text, never as markup: it may quote a
+    server's reply, a path or a model's output (`[/]` would crash the line, `[redacted]` vanish)."""
+    err_console.print(f"[bold red]{head}:[/] {escape(str(message))}", highlight=False)
+
+
 def _flag_type(annotation: Any) -> type:
     """The type Typer parses a flag as; pydantic does the real conversion and validation."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -103,7 +109,7 @@ def add_config_command(app: typer.Typer, name: str, config_cls: type[BaseModel],
             cfg = build_config(config_cls, values, source=str(config_file or "options"))
             run(cfg)
         except UserError as err:
-            err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)  # it may quote a server
+            print_error(err)
             raise typer.Exit(2) from None
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ import typer
 
 from stages.core.errors import UserError
 
-from .options import err_console
+from .options import err_console, print_error
 
 app = typer.Typer(help="Run or print a YAML recipe that chains the stages over iterations and turns.",
                   no_args_is_help=True)
@@ -32,13 +32,11 @@ def run(recipe: Path = typer.Argument(..., help="Recipe YAML file, e.g. recipes/
         check_runnable(spec)
         run_recipe(spec)
     except UserError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        print_error(err)
         raise typer.Exit(2) from None
     except StepFailed as err:
-        err_console.print(f"[bold red]recipe stopped:[/] the {err.step.name} step failed (exit code {err.code}).\n"
-                          f"  command: {err.step.command_line()}\n"
-                          f"  Fix the cause shown above and run the recipe again: complete steps are skipped.",
-                          highlight=False)
+        print_error(f"the {err.step.name} step failed (exit code {err.code}).\n  command: {err.step.command_line()}\n"
+                    "  Fix the cause shown above and run the recipe again: complete steps are skipped.", "recipe stopped")
         raise typer.Exit(err.code) from None
     err_console.print(f"[bold green]recipe complete[/]: {spec.workdir}", highlight=False)
 
@@ -53,6 +51,6 @@ def plan(recipe: Path = typer.Argument(..., help="Recipe YAML file."),
     try:
         spec = load_recipe(recipe, set_)
     except UserError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        print_error(err)
         raise typer.Exit(2) from None
     typer.echo(plan_script(spec, set_), nl=False)

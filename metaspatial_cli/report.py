@@ -16,7 +16,7 @@ from typing import Any
 import typer
 
 from .eval_metrics import METRICS
-from .options import err_console
+from .options import err_console, print_error
 from .report_renders import REPORT_PIXELS
 
 STYLE = """
@@ -142,7 +142,7 @@ def register(app: typer.Typer) -> None:
         if not run_dir.is_dir() or not is_run(run_dir):
             what = "no such directory" if not run_dir.is_dir() else "not a run directory (no _recipe/, iter-*/ or " \
                 "eval/eval.csv: make one with `metaspatial recipe run`)"
-            err_console.print(f"[bold red]error:[/] {run_dir}: {what}", highlight=False)
+            print_error(f"{run_dir}: {what}")
             raise typer.Exit(2)
         target = output or run_dir / "report.html"
         from .report_3d import section

@@ -1,5 +1,6 @@
 """The command line itself: help that lists every command, flags generated from config classes."""
 
+import pytest
 from helpers import cli
 
 from stages.gen_prompts import Config
@@ -50,3 +51,11 @@ def test_output_is_required_not_silently_out(tmp_path, monkeypatch):
     code, out = cli("gen-prompts", "--num-rooms", 1)
     assert code == 2 and "--output: required" in out
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["recipe", "plan"], ["recipe", "run"], ["inspect"], ["report"], ["design", "--model", "m", "--output", "o", "--rooms"]])
+def test_errors_quoting_markup_are_printed_as_text(tmp_path, command):
+    """A message that quotes brackets (a server's reply, a path, `[redacted]`) is shown as written."""
+    odd = tmp_path / "x[/]y[redacted]"
+    code, output = cli(*command, odd)
+    assert code == 2 and "[/]y[redacted]" in " ".join(output.split()), output
