@@ -73,22 +73,21 @@ def answer_text(reference: dict[str, list[float]], decimals: int) -> str:
     return f"{ANSWER_OPEN}{json.dumps(items)}</answer>"
 
 
-def _rooms(cfg: PretrainConfig) -> list[dict[str, Any]]:
-    """The rooms (made by the main process first; the others then find them complete)."""
-    from accelerate import PartialState
-
+def _rooms(cfg: PretrainConfig, args: Any) -> list[dict[str, Any]]:
+    """The rooms: made by the main process first (the trainer's `main_process_first`), the others then
+    find the dataset complete."""
     from stages import gen_prompts
     from stages.core import dataset as ds
 
     out = cfg.output / ROOMS
-    with PartialState().main_process_first():
+    with args.main_process_first(desc="pretrain rooms"):
         gen_prompts.run(gen_prompts.Config(source="synthetic", num_rooms=cfg.num_rooms, seed=cfg.seed,
                                            template=cfg.template, image_size=cfg.image_size, test_fraction=0.0,
                                            output=out))
     return [row for row in ds.read_rows(out) if row.get(REFERENCE_LAYOUT)]
 
 
-def examples(processor: Any, cfg: PretrainConfig) -> Any:
+def examples(processor: Any, cfg: PretrainConfig, args: Any) -> Any:
     """The rooms as a prompt-completion dataset with images, the shape TRL's SFTTrainer trains a VLM on:
     the prompt exactly as rollout builds it, the reference answer as the completion."""
     from datasets import Dataset
@@ -96,7 +95,7 @@ def examples(processor: Any, cfg: PretrainConfig) -> Any:
     from stages.core import vlm
 
     prompts, completions, images = [], [], []
-    for row in _rooms(cfg):
+    for row in _rooms(cfg, args):
         image = vlm.open_image(cfg.output / ROOMS, row["image"])
         prompts.append(vlm.chat_text(processor, vlm.build_messages(row["prompt"], image)))
         layout = rows.reference_layout(row.get(REFERENCE_LAYOUT), f"reference_layout of room {row.get('room_id')}")
@@ -105,9 +104,24 @@ def examples(processor: Any, cfg: PretrainConfig) -> Any:
     return Dataset.from_dict({"prompt": prompts, "completion": completions, "images": images})
 
 
-def _trainer(cfg: PretrainConfig, processor: Any, data: Any, metrics: mo.MetricsLog) -> Any:
+def _args(cfg: PretrainConfig) -> Any:
+    """The trainer's options; made first, as they set up the processes of an `accelerate launch`."""
+    import torch
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(cfg.output / mo.CHECKPOINTS), num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+        lr_scheduler_type="constant", weight_decay=0.01, max_grad_norm=0.0, per_device_train_batch_size=1,
+        gradient_accumulation_steps=cfg.batch_size, seed=cfg.seed, data_seed=cfg.seed, logging_steps=1,
+        save_strategy="epoch", save_total_limit=1, report_to="none", disable_tqdm=True, completion_only_loss=True,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=False, fp16=False, activation_checkpointing=False,  # float32 weights, as the warm-up always trained
+        max_length=None, dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False)
+
+
+def _trainer(cfg: PretrainConfig, args: Any, processor: Any, data: Any, metrics: mo.MetricsLog) -> Any:
     from transformers import PrinterCallback, TrainerCallback
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
     from stages.core import vlm
 
@@ -118,13 +132,6 @@ def _trainer(cfg: PretrainConfig, processor: Any, data: Any, metrics: mo.Metrics
                 err_console.print(f"pretrain: step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f}",
                                   highlight=False)
 
-    args = SFTConfig(
-        output_dir=str(cfg.output / mo.CHECKPOINTS), num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
-        lr_scheduler_type="constant", weight_decay=0.01, max_grad_norm=0.0, per_device_train_batch_size=1,
-        gradient_accumulation_steps=cfg.batch_size, seed=cfg.seed, data_seed=cfg.seed, logging_steps=1,
-        save_strategy="epoch", save_total_limit=1, report_to="none", disable_tqdm=True, completion_only_loss=True,
-        bf16=False, fp16=False, activation_checkpointing=False,  # float32 weights, as the warm-up always trained
-        max_length=None, dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False)
     model = vlm.load_model(cfg.base, dtype="float32").train()
     trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=processor, callbacks=[Metrics()])
     trainer.remove_callback(PrinterCallback)  # its raw dict per step would repeat the line above
@@ -147,8 +154,9 @@ def run(cfg: PretrainConfig) -> Path:
               "complete": False}
     mo.write_manifest(cfg.output, header)
     checkpoint = mo.last_checkpoint(cfg.output) if state == "resume" else None
-    data = examples(processor, cfg)
-    trainer = _trainer(cfg, processor, data, mo.MetricsLog(cfg.output, mo.checkpoint_step(checkpoint)))
+    args = _args(cfg)
+    data = examples(processor, cfg, args)
+    trainer = _trainer(cfg, args, processor, data, mo.MetricsLog(cfg.output, mo.checkpoint_step(checkpoint)))
     start = time.time()
     if checkpoint:
         err_console.print(f"pretrain: resuming from {checkpoint}")

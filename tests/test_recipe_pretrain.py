@@ -2,7 +2,8 @@
 
 import json
 
-from helpers import cli
+import pytest
+from helpers import REPO, cli
 
 from metaspatial_cli.pretrain import answer_text
 from stages.core import vlm
@@ -73,3 +74,34 @@ def test_pretrain_is_an_sft_trainer_run_that_resumes_after_kill_9(tmp_path):
     assert skipped.returncode == 0 and "already holds this warm-up" in skipped.stderr
     changed = subprocess.run([*cmd[:-2], "--batch-size", "2"], capture_output=True, text=True, timeout=600)
     assert changed.returncode == 2 and "batch_size" in changed.stderr
+
+
+@pytest.mark.slow
+def test_pretrain_under_the_recipes_accelerate_launch_trains_on_two_processes(tmp_path):
+    """The recipe's `accelerate:` section launches pretrain as it launches update: two CPU processes
+    share each step's rooms (half the steps of one process), and the model comes out complete."""
+    import socket
+
+    import yaml
+
+    from metaspatial_cli.recipes.runner import execute_steps, write_config_files
+    from metaspatial_cli.recipes.spec import load_recipe
+    from metaspatial_cli.recipes.steps import build_steps
+
+    base = build_tiny_vlm(tmp_path / "tiny")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    recipe = {"workdir": str(tmp_path / "run"), "model": str(tmp_path / "warm"), "stages": ["gen-prompts"],
+              "pretrain": {"base": str(base), "num_rooms": 4, "epochs": 2, "batch_size": 1, "learning_rate": 0.01},
+              "accelerate": {"config_file": str(REPO / "examples" / "accelerate" / "ddp.yaml"), "num_processes": 2,
+                             "mixed_precision": "no", "dynamo_backend": "no", "main_process_port": port}}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    spec = load_recipe(path)
+    write_config_files(spec)
+    step = next(s for s in build_steps(spec) if s.name == "pretrain")
+    assert step.launcher[:2] == ("accelerate", "launch")
+    execute_steps([step], tmp_path / "recipe.log")
+    manifest = json.loads((tmp_path / "warm" / "_manifest.json").read_text())
+    assert manifest["complete"] and manifest["steps"] == 4  # 4 rooms x 2 epochs / 2 processes

@@ -130,7 +130,8 @@ def build_steps(recipe: Recipe) -> list[Step]:
         steps.append(Step("make-model", ("make-model", recipe.make_model, base), Path(base), "model"))
     if recipe.pretrain:
         args = ("pretrain", "--config", str(config_path(recipe, "pretrain")), "--base", base, "--output", recipe.model)
-        steps.append(Step("pretrain", args, Path(recipe.model), "model"))
+        # Under the recipe's `accelerate:` section like update: both are trainer runs over the same GPUs.
+        steps.append(Step("pretrain", args, Path(recipe.model), "model", launcher=update_launcher(recipe.accelerate)))
     prompts = wd / "gen-prompts"
     steps.append(_stage_step(recipe, "gen-prompts", "gen-prompts", prompts, None, []))
     model = recipe.model
