@@ -112,7 +112,7 @@ def build_scene(arr: Arrangement, assets: AssetLibrary | None, scene_extras: dic
     """The trimesh scene of one layout (export it with `scene.export(file_type="glb")`)."""
     import trimesh
 
-    scene = trimesh.Scene(base_frame="world")
+    scene = trimesh.Scene(base_frame="__metaspatial_root__")  # not written; no object id can clash with it
     for name, soup in shell_soups(arr).items():
         scene.add_geometry(_mesh(soup), node_name=name, geom_name=name,
                            metadata={"role": "ceiling" if name == "ceiling" else "wall" if "wall" in name else "floor"})
