@@ -19,6 +19,7 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from stages.core import dataset as ds
+from stages.core.columns import IMAGE, PROMPT, PROMPT_ID, REFERENCE_LAYOUT, ROOM_SIZE, SCENE, SYSTEM_PROMPT
 from stages.core.config import StageConfig
 from stages.core.errors import UserError
 from stages.core.render.plan import room_plan
@@ -96,13 +97,13 @@ class Config(StageConfig):
 
 
 COLUMNS = [
-    pa.field("prompt_id", pa.string()), pa.field("room_id", pa.string()), pa.field("split", pa.string()),
+    pa.field(PROMPT_ID, pa.string()), pa.field("room_id", pa.string()), pa.field("split", pa.string()),
     pa.field("source", pa.string()), pa.field("room_type", pa.string()), pa.field("description", pa.string()),
-    pa.field("preference", pa.string()), pa.field("room_x", pa.float64()), pa.field("room_y", pa.float64()),
-    pa.field("room_z", pa.float64()), pa.field("scene", pa.string()), pa.field("num_objects", pa.int64()),
-    pa.field("reference_layout", pa.string()), pa.field("prompt", pa.string()), pa.field("image", pa.string()),
-    pa.field("system_prompt", pa.string()),
+    pa.field("preference", pa.string()), *[pa.field(axis, pa.float64()) for axis in ROOM_SIZE],
+    pa.field(SCENE, pa.string()), pa.field("num_objects", pa.int64()), pa.field(REFERENCE_LAYOUT, pa.string()),
+    pa.field(PROMPT, pa.string()), pa.field(IMAGE, pa.string()), pa.field(SYSTEM_PROMPT, pa.string()),
 ]
+"""The prompt rows; the columns other stages read are named in `stages.core.columns`."""
 
 
 def split_of(room_id: str, test_fraction: float) -> str:
