@@ -11,7 +11,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stages.core import dataset as ds
 from stages.core import vlm
@@ -21,8 +21,11 @@ from stages.core.errors import UserError
 from stages.core.failures import describe
 from stages.core.stage import code_version
 
-from . import Config, outputs, prepare, trl_bridge
+from . import outputs, prepare, trl_bridge
 from .groups import Excluded, identical_samples, load_groups, zero_variance
+
+if TYPE_CHECKING:  # the package imports this module to run an update; only its type is needed here
+    from . import Config
 
 console = make_console()
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from stages.core import vlm
 
-from . import Completion, Progress, Request, ignore
+from .base import Completion, Progress, Request, ignore
 
 
 def _logprob_recorder(temperature: float):

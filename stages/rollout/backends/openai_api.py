@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 from stages.core.errors import UserError
 from stages.core.openai_http import ServerLog, async_client, run_async
 
-from . import Completion, Progress, Request, ignore
+from .base import Completion, Progress, Request, ignore
 
 NEUTRAL_SAMPLING = {"top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0}
 """vLLM's values for "off": sent so that no generation-config default applies."""

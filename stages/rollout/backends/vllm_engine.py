@@ -20,7 +20,7 @@ from typing import Any
 from stages.core import vlm
 from stages.core.errors import UserError
 
-from . import Completion, Progress, Request, ignore
+from .base import Completion, Progress, Request, ignore
 
 
 class VLLMBackend:
