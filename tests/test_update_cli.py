@@ -108,3 +108,16 @@ def test_rollout_samples_from_the_updated_lora_model(tmp_path, tiny_model, monke
     assert result.exit_code == 0, result.output
     sampled = pd.read_parquet(tmp_path / "rollout")
     assert len(sampled) == 4 and sampled["response"].map(len).gt(0).all()
+
+
+@pytest.mark.slow
+def test_checkpoints_only_every_save_steps_and_only_the_newest_kept(tmp_path, tiny_model):
+    data = write_dataset(tmp_path / "scores", scored_rows(vlm.load_processor(tiny_model).tokenizer,
+                                                          tmp_path / "scores", groups=2))
+    out = tmp_path / "model"
+    result = runner.invoke(app, ["update", "--input", str(data), "--output", str(out), "--model", str(tiny_model),
+                                 "--per-device-train-batch-size", "4", "--max-steps", "5", "--save-steps", "2",
+                                 "--keep-checkpoints", "--checkpoints-to-keep", "1"])
+    assert result.exit_code == 0, result.output
+    # steps 2 and 4 were saved, 2 then deleted; no checkpoint of the last step (5): the model is the output
+    assert sorted(p.name for p in (out / "_checkpoints").glob("checkpoint-*")) == ["checkpoint-4"]

@@ -103,6 +103,21 @@ class MetricsLog:
             fh.write(json.dumps(record, default=float) + "\n")
 
 
+def checkpoint_schedule() -> Any:
+    """A TrainerCallback that keeps checkpoints to every `save_steps` steps. The Trainer also writes one
+    when training ends (weights and optimizer state, about 16 bytes a parameter: some 130 GB for a 7B
+    model), which the stage would delete moments later, after saving the model."""
+    from transformers import TrainerCallback
+
+    class EverySaveSteps(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if state.global_step >= state.max_steps and state.global_step % args.save_steps:
+                control.should_save = False
+            return control
+
+    return EverySaveSteps()
+
+
 def checkpoint_step(checkpoint: str | None) -> int | None:
     return int(Path(checkpoint).name.split("-")[1]) if checkpoint else None
 

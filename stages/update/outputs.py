@@ -14,6 +14,7 @@ from stages.core.model_output import (  # noqa: F401  (the update's names for th
     CHECKPOINTS,
     METRICS,
     MetricsLog,
+    checkpoint_schedule,
     checkpoint_step,
     is_main_process,
     last_checkpoint,

@@ -275,7 +275,8 @@ def _trainer(cfg: Config, processor: Any, prepared: prepare.Prepared, header: di
     model, peft_config = _load_policy(cfg)
     metrics = outputs.MetricsLog(cfg.output, outputs.checkpoint_step(checkpoint))
     rollouts = trl_bridge.StoredRollouts(prepared.stored, group_size)
+    callbacks = [trl_bridge.metrics_callback(metrics.write), outputs.checkpoint_schedule()]
     return trl_bridge.build_trainer(model, processor, prepare.train_dataset(prepared.groups), rollouts, args,
-                                    peft_config, [trl_bridge.metrics_callback(metrics.write)],
+                                    peft_config, callbacks,
                                     reference=_reference(cfg), sampling_logprobs=header["old_logprobs"] == "sampling",
                                     object_credit=cfg.object_credit)
