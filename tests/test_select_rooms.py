@@ -78,6 +78,24 @@ update: {{learning_rate: 1.0e-3, per_device_train_batch_size: 4, max_steps: 1, b
 """
 
 
+def test_plan_draws_rooms_before_each_iteration_and_fixes_the_reference(tmp_path):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(RECIPE.format(workdir=tmp_path / "run"))
+    steps = build_steps(load_recipe(recipe))
+    names = [s.name for s in steps]
+    for i in (1, 2, 3):
+        select, rollout = names.index(f"iter-{i:03d}/select-rooms"), names.index(f"iter-{i:03d}/turn-1/rollout")
+        assert select < rollout and steps[rollout].args[steps[rollout].args.index("--input") + 1] == str(
+            tmp_path / "run" / f"iter-{i:03d}" / "prompts")
+    updates = [s for s in steps if s.name.endswith("/update")]
+    assert all(s.args[s.args.index("--reference-model") + 1] == str(tmp_path / "run" / "models" / "tiny")
+               for s in updates)
+    assert updates[2].args[updates[2].args.index("--model") + 1] == str(tmp_path / "run" / "iter-002" / "update")
+    for bad, key in (("rooms_per_iteration=0", "rooms_per_iteration"), ("seed=x", "seed")):
+        with pytest.raises(UserError, match=f"tiny.yaml: {key}: "):
+            load_recipe(recipe, [bad])
+
+
 @pytest.mark.slow
 def test_three_iterations_of_two_rooms_train_on_six_rooms(tmp_path):
     recipe = tmp_path / "tiny.yaml"
