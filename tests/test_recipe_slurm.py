@@ -31,14 +31,16 @@ def test_submit_chains_array_jobs_with_dependencies(tmp_path):
     result, calls = submit(tmp_path, f"workdir: {tmp_path}/run\nmodel: some/model\niterations: 2\nturns: 2\n"
                                      "gen-prompts: {num_rooms: 4}\n", rollout_shards=4, cpu_shards=3)
     assert result.returncode == 0, result.stderr
-    # gen-prompts, then per iteration 2 turns × (rollout, render, score) and an update
-    assert len(calls) == 1 + 2 * (2 * 3 + 1)
+    # gen-prompts, its training rooms (select-rooms), then per iteration 2 turns × (rollout, render, score)
+    # and an update
+    assert len(calls) == 2 + 2 * (2 * 3 + 1)
     assert "render.sbatch metaspatial gen-prompts" in calls[0] and "--array" not in calls[0]
-    assert "--array=0-3" in calls[1] and "rollout.sbatch metaspatial rollout" in calls[1]
-    assert "--dependency=afterok:100" in calls[1]
-    assert "--array=0-2" in calls[2] and "render.sbatch metaspatial render" in calls[2]
-    assert "update.sbatch metaspatial update" in calls[7] and "--array" not in calls[7]
-    assert "--model some/model" in calls[1] and f"--model {tmp_path}/run/iter-001/update" in calls[8]
+    assert "render.sbatch metaspatial select-rooms" in calls[1] and "--split train" in calls[1]
+    assert "--array=0-3" in calls[2] and "rollout.sbatch metaspatial rollout" in calls[2]
+    assert f"--input {tmp_path}/run/train-prompts" in calls[2]
+    assert "--array=0-2" in calls[3] and "render.sbatch metaspatial render" in calls[3]
+    assert "update.sbatch metaspatial update" in calls[8] and "--array" not in calls[8]
+    assert "--model some/model" in calls[2] and f"--model {tmp_path}/run/iter-001/update" in calls[9]
     for i, call in enumerate(calls[1:], start=1):  # each job waits for the one before
         assert f"--dependency=afterok:{99 + i}" in call
     assert (tmp_path / "run" / "_recipe" / "rollout.yaml").is_file()  # the jobs' --config files exist
@@ -55,7 +57,7 @@ update: {{per_device_train_batch_size: 1, gradient_accumulation_steps: {accumula
 def test_gpu_counts_come_from_the_recipe(tmp_path):
     result, calls = submit(tmp_path, GPU_RECIPE.format(tmp=tmp_path, repo=REPO, accumulation=3))
     assert result.returncode == 0, result.stderr
-    rollout, update = calls[1], calls[4]
+    rollout, update = calls[2], calls[5]  # after gen-prompts and its training rooms
     assert "--gpus-per-task=2" in rollout and "rollout.sbatch metaspatial rollout" in rollout
     assert "--gpus-per-node=4" in update
     assert "update.sbatch accelerate launch --config_file" in update and "--num_processes 4" in update

@@ -115,3 +115,26 @@ def test_three_iterations_of_two_rooms_train_on_six_rooms(tmp_path):
     assert set(trained) == set(pd.read_parquet(run / "gen-prompts")["prompt_id"])
     plan = [s.command_line() for s in build_steps(load_recipe(recipe)) if s.name.endswith("select-rooms")]
     assert len(plan) == 3 and all("--rooms 2" in line and "--seed 4" in line for line in plan)
+
+
+def test_without_rooms_it_keeps_every_training_room_in_order(tmp_path):
+    source = prompts(tmp_path, num_rooms=10, test_fraction=0.3)
+    rows = pd.read_parquet(source)
+    out = select_rooms.run(select_rooms.Config(input=source, output=tmp_path / "train"))
+    assert list(pd.read_parquet(out)["prompt_id"]) == list(rows[rows["split"] == "train"]["prompt_id"])
+    with pytest.raises(UserError, match="no rooms of split 'nothing'"):
+        select_rooms.run(select_rooms.Config(input=source, output=tmp_path / "none", split="nothing"))
+
+
+def test_recipe_iterations_read_only_training_rooms(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"workdir: {tmp_path}/run\nmodel: m\niterations: 2\ngen-prompts: {{test_fraction: 0.2}}\n"
+                      "update: {per_device_train_batch_size: 4}\n")
+    steps = build_steps(load_recipe(recipe))
+    assert [s.name for s in steps[:3]] == ["gen-prompts", "train-prompts", "iter-001/turn-1/rollout"]
+    assert steps[1].args[:5] == ("select-rooms", "--input", str(tmp_path / "run/gen-prompts"), "--output",
+                                 str(tmp_path / "run/train-prompts"))
+    rollouts = [s for s in steps if s.name.endswith("turn-1/rollout")]
+    assert all(s.args[s.args.index("--input") + 1] == str(tmp_path / "run/train-prompts") for s in rollouts)
+    # without test rooms (or with rooms_per_iteration, which draws from the training split) no extra step
+    assert "train-prompts" not in [s.name for s in build_steps(load_recipe(recipe, ["gen-prompts.test_fraction=0"]))]

@@ -5,6 +5,7 @@ script), so what the plan shows is exactly what the runner does. Layout under th
 
     _recipe/<stage>.yaml           each stage's section of the recipe, after overrides and ${...}
     gen-prompts/                   the prompts, shared by all iterations
+    train-prompts/                 their training rooms (when gen-prompts sets test rooms aside)
     iter-001/prompts/              this iteration's rooms (with `rooms_per_iteration`: a select-rooms step)
     iter-001/turn-1/rollout/       rollout → render → score for each turn
     iter-001/turn-1/render/
@@ -112,6 +113,18 @@ def _select_step(recipe: Recipe, prompts: Path, output: Path, iteration: int) ->
     return Step(f"iter-{iteration:03d}/select-rooms", args, output, "dataset")
 
 
+def _has_test_rooms(recipe: Recipe) -> bool:
+    """Whether gen-prompts sets rooms aside for evaluation (its test_fraction)."""
+    fields = recipe.config_classes["gen-prompts"].model_fields
+    return bool(recipe.sections["gen-prompts"].get("test_fraction", fields["test_fraction"].default))
+
+
+def _train_rooms_step(prompts: Path, output: Path) -> Step:
+    """The training rooms of the prompts, for every iteration (stages/select_rooms without --rooms)."""
+    args = ("select-rooms", "--input", str(prompts), "--output", str(output), "--split", "train")
+    return Step("train-prompts", args, output, "dataset")
+
+
 def _update_flags(recipe: Recipe, model: str) -> list[str]:
     """The policy to train (the previous iteration's output) and the KL reference: always the recipe's
     initial policy, so a long schedule is held to where it started, not to where it was last."""
@@ -134,6 +147,9 @@ def build_steps(recipe: Recipe) -> list[Step]:
         steps.append(Step("pretrain", args, Path(recipe.model), "model", launcher=update_launcher(recipe.accelerate)))
     prompts = wd / "gen-prompts"
     steps.append(_stage_step(recipe, "gen-prompts", "gen-prompts", prompts, None, []))
+    if not recipe.rooms_per_iteration and "rollout" in recipe.stages and _has_test_rooms(recipe):
+        steps.append(_train_rooms_step(prompts, wd / "train-prompts"))  # test rooms are for eval only
+        prompts = steps[-1].output
     model = recipe.model
     for iteration in range(1, recipe.iterations + 1):
         idir = wd / f"iter-{iteration:03d}"

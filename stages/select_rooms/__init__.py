@@ -24,8 +24,9 @@ from stages.core.stage import Context, Stage, run_stage
 
 
 class Config(StageConfig):
-    rooms: int = Field(ge=1)
-    """Rooms to draw for this iteration (at most the number of rooms in --split)."""
+    rooms: int | None = Field(default=None, ge=1)
+    """Rooms to draw for this iteration (at most the number of rooms in --split); none: every room of
+    --split, in input order (a recipe without rooms_per_iteration trains on these)."""
     iteration: int = Field(default=1, ge=1)
     """Which iteration's rooms to draw (1-based)."""
     seed: int = 0
@@ -61,6 +62,10 @@ def selected_rows(cfg: Config) -> tuple[list[dict[str, Any]], pa.Schema]:
     rows = table.to_pylist()
     if cfg.split and rows and "split" in rows[0]:
         rows = [r for r in rows if r.get("split") == cfg.split]
+    if cfg.rooms is None:
+        if not rows:
+            raise UserError(f"{cfg.input}: no rooms of split {cfg.split!r}")
+        return rows, table.schema
     if cfg.rooms > len(rows):
         raise UserError(f"{cfg.input}: --rooms {cfg.rooms} is more than its {len(rows)} room(s)"
                         f"{f' of split {cfg.split!r}' if cfg.split else ''}")
