@@ -61,7 +61,6 @@ class ParsedAnswer:
     unknown: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     format_level: int = VALID
-    has_think: bool = False
     answer_blocks: int = 0
     fenced: bool = False
 
@@ -266,7 +265,6 @@ def _read_entries(entries: list[tuple[Any, Any]], expected: list[str], parsed: P
 def _check_tags(text: str, answer: tuple[int, int], parsed: ParsedAnswer) -> None:
     """The tag structure the prompt asks for: one think block, then one answer block, nothing else."""
     thinks = _blocks(text, "<think>", "</think>")
-    parsed.has_think = bool(thinks)
     if not thinks:
         parsed.add(BAD_TAGS, "no <think>…</think> block before the answer")
     elif thinks[0][1] > answer[0] or text[:thinks[0][0] - len("<think>")].strip():

@@ -49,7 +49,6 @@ class Completion:
 
 class Backend(Protocol):
     name: str
-    model_name: str
 
     def generate(self, requests: list[Request], progress: Progress = ignore) -> list[list[Completion]]:
         """`requests[i].n` completions for each request, in order; `progress(samples, tokens)` as they finish."""

@@ -51,7 +51,6 @@ class TransformersBackend:
         import torch
 
         self.cfg = cfg
-        self.model_name = cfg.model
         device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.processor = vlm.load_processor(cfg.model, pixels=cfg.pixel_limits())
         self.model = vlm.load_model(cfg.model, dtype=cfg.dtype, device=device)

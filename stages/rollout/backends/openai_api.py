@@ -73,7 +73,6 @@ class OpenAIBackend:
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
-        self.model_name = cfg.model
         self.base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL")
         api_key = os.environ.get(cfg.api_key_env)
         if not api_key:

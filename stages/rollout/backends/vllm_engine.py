@@ -33,7 +33,6 @@ class VLLMBackend:
             raise UserError(f"--backend vllm: vLLM is not importable ({err}); install the `vllm` extra "
                             "(GPU) or see the README for the CPU build") from None
         self.cfg = cfg
-        self.model_name = cfg.model
         base, adapter = vlm.model_source(cfg.model)
         self.processor = vlm.load_processor(cfg.model, pixels=cfg.pixel_limits())
         self.lora = None
