@@ -5,13 +5,14 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from metaspatial_cli.app import app
 from metaspatial_cli.recipes.arithmetic import StepArithmetic, gpus, step_arithmetic
-from metaspatial_cli.recipes.runner import prune_models
+from metaspatial_cli.recipes.runner import check_runnable, prune_models
 from metaspatial_cli.recipes.spec import load_recipe
 from metaspatial_cli.recipes.steps import build_steps, plan_script
 from stages.core.errors import UserError
@@ -125,3 +126,15 @@ def test_keep_models_prunes_older_iterations_weights_only(tmp_path):
     assert (updates[2].output / "model.safetensors").is_file()
     with pytest.raises(UserError, match="keep_models: Input should be greater than or equal to 1"):
         load_recipe(recipe_file(tmp_path, "per_device_train_batch_size: 3", extra="keep_models: 0\n"))
+
+
+def test_recipe_run_refuses_a_machine_with_fewer_gpus_than_a_step_needs(tmp_path, monkeypatch):
+    extra = f"accelerate: {{config_file: {FSDP}, num_processes: 4}}\n"
+    recipe = load_recipe(recipe_file(tmp_path, "per_device_train_batch_size: 3", extra=extra))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # the model is a hub name: only the GPUs are in question
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(UserError, match=r"the steps need 4 GPUs \(rollout 1, update 4: .*\) and this machine has 2"):
+        check_runnable(recipe)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    check_runnable(recipe)
