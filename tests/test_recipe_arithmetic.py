@@ -138,3 +138,8 @@ def test_recipe_run_refuses_a_machine_with_fewer_gpus_than_a_step_needs(tmp_path
         check_runnable(recipe)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     check_runnable(recipe)
+    plain = load_recipe(recipe_file(tmp_path, "per_device_train_batch_size: 3"))
+    with pytest.raises(UserError, match=r"update would run as one process seeing 4 GPUs.*num_processes: 4"):
+        check_runnable(plain)  # found before the first rollout, not when TRL refuses nn.DataParallel
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    check_runnable(plain)

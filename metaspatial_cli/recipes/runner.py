@@ -206,21 +206,25 @@ def _log_groups(step: Step, log_file: Path) -> None:
 
 def check_runnable(recipe: Recipe) -> None:
     """Refuse to start when a step would fail for a reason known now: a model that is neither a
-    directory nor in the Hugging Face cache while the hub is off, or fewer GPUs than a step needs."""
+    directory nor in the Hugging Face cache while the hub is off, fewer GPUs than a step needs, or
+    several GPUs for an update that would run as one process."""
     built_here = recipe.make_model is not None or recipe.pretrain is not None
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     if "rollout" in recipe.stages and not built_here and offline and not _model_available(recipe.model):
         raise UserError(f"{recipe.path}: model: {recipe.model} is neither a directory nor in the Hugging Face "
                         "cache, and the model hub is off (HF_HUB_OFFLINE=1); build it, download it or set make_model")
-    needed = max(gpus(recipe).values())
-    if needed > 1:
-        import torch
+    import torch
 
-        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if 0 < have < needed:
-            counts = ", ".join(f"{k} {v}" for k, v in gpus(recipe).items())
-            raise UserError(f"{recipe.path}: the steps need {needed} GPUs ({counts}: rollout.tensor_parallel_size, "
-                            f"accelerate.num_processes) and this machine has {have}")
+    have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    needed = max(gpus(recipe).values())
+    if 0 < have < needed:
+        counts = ", ".join(f"{k} {v}" for k, v in gpus(recipe).items())
+        raise UserError(f"{recipe.path}: the steps need {needed} GPUs ({counts}: rollout.tensor_parallel_size, "
+                        f"accelerate.num_processes) and this machine has {have}")
+    if "update" in recipe.stages and recipe.accelerate is None and have > 1:
+        raise UserError(f"{recipe.path}: update would run as one process seeing {have} GPUs, which TRL refuses "
+                        f"(nn.DataParallel); add an accelerate: section (num_processes: {have}) or set "
+                        "CUDA_VISIBLE_DEVICES to one GPU")
 
 
 def _model_available(name: str) -> bool:
