@@ -50,7 +50,7 @@ def finite_mean(values: Sequence[Any]) -> float:
     return sum(finite) / len(finite) if finite else float("nan")
 
 
-def _sem(values: Sequence[float | None]) -> float:
+def standard_error(values: Sequence[float | None]) -> float:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     if len(finite) < 2:
         return float("nan")
@@ -80,7 +80,7 @@ def model_metrics(label: str, model: str, score_dir: Path) -> dict[str, Any]:
     for key, _, column in METRICS:
         if column is not None:
             out[key] = finite_mean([r.get(column) for r in rows])
-    out["reward_sem"] = _sem([r.get("reward") for r in rows])
+    out["reward_sem"] = standard_error([r.get("reward") for r in rows])
     out["failed"] = len(everything) - len(rows)
     return out
 

@@ -99,6 +99,18 @@ def _training(stats: list[Any], updates: list[dict[str, Any]]) -> list[str]:
             "text / whose rewards are all equal (no GRPO signal); means leave out failed samples and judgements</p>", "<div class=plots>" + "".join(images) + "</div>"]
 
 
+def _held_out(points: list[Any]) -> list[str]:
+    from . import report_plots as plots
+
+    rows = [[str(p.iteration), str(p.rooms), _number(p.reward), _number(p.sem)] for p in points]
+    return ["<h2>Held-out reward during training</h2>",
+            _table(["iteration", "rooms", "reward", "± s.e."], rows),
+            "<p class=note>The recipe's eval rooms and options, every <code>eval_every</code> iterations "
+            "(iteration 0: the start model); reward: mean over rooms of each room's mean, ± its standard error "
+            "over rooms</p>", "<div class=plots>" + _img(plots.held_out_curve(points), "held-out reward per "
+                                                         "iteration") + "</div>"]
+
+
 def _evaluation(evals: list[dict[str, str]]) -> list[str]:
     heads = {"model": "model", "rooms": "rooms", "samples": "samples"}
     heads |= {key: heading for key, heading in HEADINGS.items() if key != "format_reward"} | {"reward_sem": "± s.e."}
@@ -119,6 +131,9 @@ def build_report(run_dir: Path, rooms: int = 2, extra: str = "") -> str:
     evals = data.eval_table(run_dir)
     parts = [f"<h1>metaspatial run report</h1><p class=sub>{html.escape(str(run_dir))}</p>"]
     parts += _training(stats, data.update_metrics(run_dir)) if stats else ["<p>No scored rollouts in this run yet.</p>"]
+    held_out = data.held_out_curve(run_dir)
+    if held_out:
+        parts += _held_out(held_out)
     if evals:
         parts += _evaluation(evals)
     parts.append(_gallery("Renders across iterations and turns", data.training_gallery(run_dir, rooms)))

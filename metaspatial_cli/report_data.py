@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +19,10 @@ from stages.core.collapse import Collapse, collapse
 from stages.core.errors import UserError
 from stages.core.failures import failure
 
-from .eval_metrics import finite_mean, short_labels
+from .eval_metrics import finite_mean, short_labels, standard_error
 
 TURN_DIR = re.compile(r"^iter-(\d+)/turn-(\d+)$")
+HELD_OUT_DIR = re.compile(r"^iter-(\d+)$")
 CURVE_COLUMNS = ("reward", "format_reward", "collision_ratio", "out_of_bounds_ratio", "support_ratio",
                  "constraint_ratio", "judge_score")
 IMAGE_COLUMNS = ("render_perspective", "render_topdown")
@@ -79,6 +81,35 @@ def turn_stats(run_dir: Path) -> list[TurnStats]:
             means = {c: finite_mean([r.get(c) for r in usable]) for c in CURVE_COLUMNS}
             stats.append(TurnStats(iteration, turn, path, len(rows), means, collapse(rows)))
     return stats
+
+
+@dataclass
+class HeldOut:
+    """The held-out reward of the model after `iteration` (0: the start), from a recipe's `eval_every`."""
+
+    iteration: int
+    rooms: int
+    reward: float
+    """Mean over rooms of each room's mean reward."""
+    sem: float
+    """Standard error of that mean over rooms (a room's samples are not independent draws)."""
+
+
+def held_out_curve(run_dir: Path) -> list[HeldOut]:
+    """Every complete `iter-NNN/eval` (eval.csv written) of the run, in iteration order."""
+    points = []
+    for path in sorted(run_dir.glob("iter-*/eval/model-1/score")):
+        match = HELD_OUT_DIR.match(path.parents[2].name)
+        if not match or not (path.parents[1] / "eval.csv").is_file():
+            continue
+        by_room: dict[str, list[Any]] = {}
+        for row in _readable_rows(path):
+            if failure(row) is None:
+                by_room.setdefault(str(row.get("room_id")), []).append(row.get("reward"))
+        means = [m for m in (finite_mean(v) for v in by_room.values()) if math.isfinite(m)]
+        if means:
+            points.append(HeldOut(int(match.group(1)), len(means), finite_mean(means), standard_error(means)))
+    return points
 
 
 def update_metrics(run_dir: Path) -> list[dict[str, Any]]:

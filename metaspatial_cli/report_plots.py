@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from .report_data import TurnStats
+from .report_data import HeldOut, TurnStats
 
 COMPONENTS = {"collision_ratio": "collision ratio", "out_of_bounds_ratio": "out-of-bounds ratio",
               "support_ratio": "unsupported ratio", "constraint_ratio": "constraint violation ratio",
@@ -43,6 +43,16 @@ def reward_curve(stats: list[TurnStats]) -> bytes:
     ax.set_ylabel("reward")
     ax.set_xticks(sorted({s.iteration for s in stats}))
     ax.legend()
+    return _png(fig)
+
+
+def held_out_curve(points: list[HeldOut]) -> bytes:
+    """Held-out reward of the model after each evaluated iteration, ± one standard error over rooms."""
+    fig, ax = _figure("Held-out reward per iteration (eval_every)", "iteration (0: the start model)")
+    ax.errorbar([p.iteration for p in points], [p.reward for p in points], yerr=[p.sem for p in points],
+                marker="o", capsize=4)
+    ax.set_ylabel("reward (mean over rooms ± s.e.)")
+    ax.set_xticks([p.iteration for p in points])
     return _png(fig)
 
 

@@ -10,6 +10,7 @@
     gen-prompts: {source: synthetic, num_rooms: 40}          # one section per stage: its Config fields
     rollout: {n: 4, guided: true}
     eval: {rooms: examples/rooms}     # optional: evaluate the first and the last model afterwards
+    eval_every: 2                     # optional: also evaluate the start model and every 2nd iteration's model
     accelerate: {config_file: examples/accelerate/fsdp.yaml, num_processes: 4}   # optional: launch.py
     keep_models: 2                    # optional: keep the weights of the last N iterations' models only
     rooms_per_iteration: 4            # optional: each iteration draws its own rooms (select-rooms), seeded by
@@ -58,6 +59,7 @@ class RecipeKeys(BaseModel):
     turns: int = Field(default=1, ge=1)
     stages: list[str] = Field(default_factory=lambda: list(PIPELINE))
     eval: dict[str, Any] | None = None
+    eval_every: int | None = Field(default=None, ge=1)
     accelerate: dict[str, Any] | None = None
     keep_models: int | None = Field(default=None, ge=1)
     rooms_per_iteration: int | None = Field(default=None, ge=1)
@@ -80,6 +82,8 @@ class RecipeKeys(BaseModel):
     def _update_for_iterations(self) -> RecipeKeys:
         if self.iterations > 1 and "update" not in self.stages:
             raise ValueError(f"iterations: {self.iterations} iterations need the update stage in `stages`")
+        if self.eval_every is not None and (self.eval is None or "update" not in self.stages):
+            raise ValueError("eval_every: evaluating during training needs an `eval:` section and the update stage")
         return self
 
     def section(self, stage: str) -> dict[str, Any]:
@@ -98,6 +102,8 @@ class Recipe:
     make_model: str | None = None
     pretrain: dict[str, Any] | None = None
     eval: dict[str, Any] | None = None
+    eval_every: int | None = None
+    """Evaluate the start model and every N-th iteration's model on the eval rooms (the held-out curve)."""
     accelerate: dict[str, Any] | None = None
     """`accelerate launch` options for update (launch.py); None runs update as a plain process."""
     keep_models: int | None = None
@@ -192,7 +198,7 @@ def load_recipe(path: Path, sets: list[str] | None = None) -> Recipe:
     keys = build_config(RecipeKeys, interpolate(raw, source), source)
     recipe = Recipe(path=Path(path), workdir=Path(keys.workdir), model=keys.model, iterations=keys.iterations,
                     turns=keys.turns, stages=keys.stages, sections={}, make_model=keys.make_model,
-                    pretrain=keys.pretrain, eval=keys.eval, accelerate=check_accelerate(keys.accelerate, source),
+                    pretrain=keys.pretrain, eval=keys.eval, eval_every=keys.eval_every, accelerate=check_accelerate(keys.accelerate, source),
                     keep_models=keys.keep_models, rooms_per_iteration=keys.rooms_per_iteration, seed=keys.seed)
     for stage in PIPELINE:
         section = keys.section(stage)

@@ -11,6 +11,8 @@ script), so what the plan shows is exactly what the runner does. Layout under th
     iter-001/turn-1/render/
     iter-001/turn-1/score/
     iter-001/update/               GRPO update from the last turn's scores: the next iteration's model
+    iter-002/eval/                 with `eval_every: 2`: that iteration's model on the eval rooms
+                                   (iter-000/eval: the start model), the report's held-out curve
     eval/                          first vs last model on held-out rooms (when the recipe has `eval:`)
 """
 
@@ -151,6 +153,8 @@ def build_steps(recipe: Recipe) -> list[Step]:
         steps.append(_train_rooms_step(prompts, wd / "train-prompts"))  # test rooms are for eval only
         prompts = steps[-1].output
     model = recipe.model
+    if recipe.eval_every:
+        steps.append(held_out_step(recipe, model, 0))
     for iteration in range(1, recipe.iterations + 1):
         idir = wd / f"iter-{iteration:03d}"
         source = prompts
@@ -171,6 +175,8 @@ def build_steps(recipe: Recipe) -> list[Step]:
                                _update_flags(recipe, model))
             steps.append(replace(step, launcher=update_launcher(recipe.accelerate)))
             model = str(update_dir)
+        if recipe.eval_every and iteration % recipe.eval_every == 0:
+            steps.append(held_out_step(recipe, model, iteration))
     if recipe.eval is not None:
         eval_args = ["eval", "--config", str(config_path(recipe, "eval"))]
         labelled = "label" not in recipe.eval  # the recipe's own labels, if it gives them, win
@@ -178,6 +184,15 @@ def build_steps(recipe: Recipe) -> list[Step]:
             eval_args += ["--model", m, *(["--label", role] if labelled else [])]
         steps.append(Step("eval", (*eval_args, "--output", str(wd / "eval")), wd / "eval", "eval"))
     return steps
+
+
+def held_out_step(recipe: Recipe, model: str, iteration: int) -> Step:
+    """`eval_every`: one model, the model after `iteration` (0: the start), evaluated with the recipe's eval
+    options; labelled by its iteration, which the report's held-out curve reads."""
+    out = recipe.workdir / f"iter-{iteration:03d}" / "eval"
+    args = ("eval", "--config", str(config_path(recipe, "eval")), "--model", model, "--label",
+            f"iteration {iteration}", "--output", str(out))
+    return Step(f"iter-{iteration:03d}/eval", args, out, "eval")
 
 
 def eval_models(recipe: Recipe, base: str, last: str) -> dict[str, str]:
