@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +47,10 @@ def _number(text: Any) -> str:
     if isinstance(text, int) or (isinstance(text, str) and text.isdigit()):
         return str(text)  # counts stay whole numbers
     try:
-        return f"{float(text):.3f}"
+        value = float(text)
     except (TypeError, ValueError):
         return html.escape(str(text))
+    return f"{value:.3f}" if math.isfinite(value) else "–"  # no such rows (e.g. no valid answer): as eval.md
 
 
 def _table(heads: list[str], rows: list[list[str]]) -> str:
@@ -130,7 +132,10 @@ def build_report(run_dir: Path, rooms: int = 2, extra: str = "") -> str:
     stats = data.turn_stats(run_dir)
     evals = data.eval_table(run_dir)
     parts = [f"<h1>metaspatial run report</h1><p class=sub>{html.escape(str(run_dir))}</p>"]
-    parts += _training(stats, data.update_metrics(run_dir)) if stats else ["<p>No scored rollouts in this run yet.</p>"]
+    if stats:
+        parts += _training(stats, data.update_metrics(run_dir))
+    elif not evals:
+        parts.append("<p>No scored rollouts in this run yet.</p>")
     held_out = data.held_out_curve(run_dir)
     if held_out:
         parts += _held_out(held_out)

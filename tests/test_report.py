@@ -183,3 +183,9 @@ def test_report_in_headless_chromium_fits_loads_and_keeps_captions_apart(tmp_pat
     with Image.open(shot) as img:
         colours = img.convert("RGB").getcolors(maxcolors=1 << 20)
     assert colours is not None and len(colours) > 50  # text, charts and renders, not a blank page
+
+
+def test_a_metric_without_rows_reads_as_a_dash_not_nan():
+    from metaspatial_cli.report import _number
+
+    assert [_number(v) for v in ("nan", float("inf"), "0.5", 3, "12")] == ["–", "–", "0.500", "3", "12"]
