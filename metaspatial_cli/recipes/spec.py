@@ -11,6 +11,7 @@
     rollout: {n: 4, guided: true}
     eval: {rooms: examples/rooms}     # optional: evaluate the first and the last model afterwards
     eval_every: 2                     # optional: also evaluate the start model and every 2nd iteration's model
+    supervised_control: true          # optional: continue the warm-up for as many examples as RL trains on (control.py)
     accelerate: {config_file: examples/accelerate/fsdp.yaml, num_processes: 4}   # optional: launch.py
     keep_models: 2                    # optional: keep the weights of the last N iterations' models only
     rooms_per_iteration: 4            # optional: each iteration draws its own rooms (select-rooms), seeded by
@@ -60,6 +61,7 @@ class RecipeKeys(BaseModel):
     stages: list[str] = Field(default_factory=lambda: list(PIPELINE))
     eval: dict[str, Any] | None = None
     eval_every: int | None = Field(default=None, ge=1)
+    supervised_control: bool = False
     accelerate: dict[str, Any] | None = None
     keep_models: int | None = Field(default=None, ge=1)
     rooms_per_iteration: int | None = Field(default=None, ge=1)
@@ -104,6 +106,8 @@ class Recipe:
     eval: dict[str, Any] | None = None
     eval_every: int | None = None
     """Evaluate the start model and every N-th iteration's model on the eval rooms (the held-out curve)."""
+    supervised_control: bool = False
+    """Also train and evaluate a supervised-only model given RL's training examples (control.py)."""
     accelerate: dict[str, Any] | None = None
     """`accelerate launch` options for update (launch.py); None runs update as a plain process."""
     keep_models: int | None = None
@@ -198,7 +202,8 @@ def load_recipe(path: Path, sets: list[str] | None = None) -> Recipe:
     keys = build_config(RecipeKeys, interpolate(raw, source), source)
     recipe = Recipe(path=Path(path), workdir=Path(keys.workdir), model=keys.model, iterations=keys.iterations,
                     turns=keys.turns, stages=keys.stages, sections={}, make_model=keys.make_model,
-                    pretrain=keys.pretrain, eval=keys.eval, eval_every=keys.eval_every, accelerate=check_accelerate(keys.accelerate, source),
+                    pretrain=keys.pretrain, eval=keys.eval, eval_every=keys.eval_every,
+                    supervised_control=keys.supervised_control, accelerate=check_accelerate(keys.accelerate, source),
                     keep_models=keys.keep_models, rooms_per_iteration=keys.rooms_per_iteration, seed=keys.seed)
     for stage in PIPELINE:
         section = keys.section(stage)
@@ -231,3 +236,7 @@ def _check_extras(recipe: Recipe, source: str) -> None:
             raise UserError(validation_message(err, PretrainConfig, source, "pretrain")) from None
     if recipe.eval is not None:
         validate_section(source, "eval", recipe.eval, EvalConfig, {"model": [recipe.model]})
+    if recipe.supervised_control:
+        from .control import control_args
+
+        control_args(recipe, Path("pretrain.yaml"), source)  # refuses what it cannot count, before any step

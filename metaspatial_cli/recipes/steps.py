@@ -13,6 +13,7 @@ script), so what the plan shows is exactly what the runner does. Layout under th
     iter-001/update/               GRPO update from the last turn's scores: the next iteration's model
     iter-002/eval/                 with `eval_every: 2`: that iteration's model on the eval rooms
                                    (iter-000/eval: the start model), the report's held-out curve
+    models/supervised-only/        with `supervised_control: true`: the warm-up continued (control.py)
     eval/                          first vs last model on held-out rooms (when the recipe has `eval:`)
 """
 
@@ -27,6 +28,9 @@ import yaml
 
 from ..registry import TURN_STAGES
 from .arithmetic import gpus
+from .control import LABEL as CONTROL_LABEL
+from .control import OUTPUT as CONTROL_OUTPUT
+from .control import control_args
 from .launch import update_launcher
 from .spec import Recipe
 
@@ -177,6 +181,9 @@ def build_steps(recipe: Recipe) -> list[Step]:
             model = str(update_dir)
         if recipe.eval_every and iteration % recipe.eval_every == 0:
             steps.append(held_out_step(recipe, model, iteration))
+    if recipe.supervised_control:
+        args = control_args(recipe, config_path(recipe, "pretrain"), str(recipe.path))
+        steps.append(Step("supervised-only", args, recipe.workdir / CONTROL_OUTPUT, "model"))
     if recipe.eval is not None:
         eval_args = ["eval", "--config", str(config_path(recipe, "eval"))]
         labelled = "label" not in recipe.eval  # the recipe's own labels, if it gives them, win
@@ -200,6 +207,8 @@ def eval_models(recipe: Recipe, base: str, last: str) -> dict[str, str]:
     reports: the base (random when make-model built it), the warmed-up start, the end of RL."""
     roles = {base: "random" if recipe.make_model else "base"}
     roles.setdefault(recipe.model, "warmed up" if recipe.pretrain else "start")
+    if recipe.supervised_control:
+        roles[str(recipe.workdir / CONTROL_OUTPUT)] = CONTROL_LABEL
     roles.setdefault(last, f"iteration {recipe.iterations}")
     return roles
 
