@@ -112,3 +112,30 @@ def test_config_file_supplies_options_and_flags_win(tmp_path, oracle_dir):
     manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
     assert manifest["config"]["template"] == "default" and manifest["config"]["image_size"] == 64
     assert pd.read_parquet(tmp_path / "out")["prompt"].str.startswith("You are").all()
+
+
+def test_object_boxes_give_each_box_along_x_and_y_as_the_object_faces():
+    """`$object_boxes` states extents along the room's axes: every reference layout of examples/rooms
+    (solved, inside the room) keeps each stated box inside the room, and an object turned to face
+    east or west has its length along y."""
+    from pathlib import Path
+
+    from stages.gen_prompts.prompt import fill, load_template, object_boxes
+
+    repo = Path(__file__).resolve().parents[1]
+    rooms = repo / "examples" / "rooms" / "rooms.jsonl"
+    turned = 0
+    for line in rooms.read_text().splitlines():
+        room = json.loads(line)
+        scene = Scene.from_idesign(room["scene_graph"], room["room_size"], room["room_id"])
+        for obj, text in zip(scene.objects, object_boxes(scene).splitlines(), strict=True):
+            name, sizes = text.split(", ")[0].split(": ")
+            dx, dy, dz = (float(v) for v in sizes.split(" x "))
+            assert name == obj.id and dz == obj.height
+            x, y, _ = obj.position
+            assert x - dx / 2 >= -0.02 and x + dx / 2 <= scene.size.x + 0.02, text
+            assert y - dy / 2 >= -0.02 and y + dy / 2 <= scene.size.y + 0.02, text
+            turned += round(scene.z_angle(obj)) % 180 == 90 and (dx, dy) == (obj.width, obj.length) != (obj.length, obj.width)
+    assert turned > 0
+    prompt = fill(load_template(str(repo / "recipes" / "templates" / "boxes.txt")), scene, "")
+    assert object_boxes(scene) in prompt and "$" not in prompt

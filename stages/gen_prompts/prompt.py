@@ -2,6 +2,7 @@
 
 Templates use `$name` placeholders (Python's string.Template: plain substitution, no code).
 Available: room_type, room_x, room_y, room_z, preference, num_objects, scene_json, object_ids,
+object_boxes (one short line per object: its box along x, y and z as placed, and its relations),
 first_id, and for the hf source problem: the dataset's own prompt text (the built-in template
 `paper` is just that, so a reproduction sees the paper's prompts verbatim). The answer format asked for is the paper's:
 `<think>...</think><answer>[{"new_object_id": ..., "x": ..., "y": ..., "z": ...}, ...]</answer>`.
@@ -18,7 +19,7 @@ from stages.core.scene import Scene
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 PLACEHOLDERS = {"room_type", "room_x", "room_y", "room_z", "preference", "num_objects", "scene_json",
-                "object_ids", "first_id", "problem"}
+                "object_ids", "object_boxes", "first_id", "problem"}
 SOURCE_ONLY = {"problem": "hf"}
 """Placeholders only one source can fill."""
 
@@ -54,6 +55,21 @@ def scene_json(scene: Scene) -> str:
     return "[\n" + ",\n".join(lines) + "\n]"
 
 
+def object_boxes(scene: Scene) -> str:
+    """The objects in a few tokens each, for prompts that must stay short (a CPU's cost is the prompt):
+    `bed_1: 1.6 x 2.1 x 0.5, floor, against north_wall`: the box's extent along x and y as the object
+    faces (length and width swapped when it faces east or west) and its height, then its relations."""
+    lines = []
+    for obj in scene.objects:
+        across = round(scene.z_angle(obj)) % 180 == 90
+        dx, dy = (obj.width, obj.length) if across else (obj.length, obj.width)
+        parts = [f"{obj.id}: {dx:g} x {dy:g} x {obj.height:g}", *(["floor"] if obj.on_floor else [])]
+        parts += [f"{r.preposition} {r.element}" for r in obj.layout_relations]
+        parts += [f"{r.preposition} {r.object_id}" for r in obj.object_relations]
+        lines.append(", ".join(parts))
+    return "\n".join(lines)
+
+
 def check_source(template: string.Template, source: str) -> None:
     """A template may use a source's own placeholder only with that source."""
     for name in set(template.get_identifiers()) & set(SOURCE_ONLY):
@@ -66,6 +82,6 @@ def fill(template: string.Template, scene: Scene, preference: str, problem: str 
         problem=problem or "",
         room_type=scene.room_type or "room", room_x=f"{scene.size.x:g}", room_y=f"{scene.size.y:g}",
         room_z=f"{scene.size.z:g}", preference=preference.strip() or "a comfortable, practical room",
-        num_objects=len(scene.objects), scene_json=scene_json(scene), object_ids=", ".join(scene.ids),
+        num_objects=len(scene.objects), scene_json=scene_json(scene), object_boxes=object_boxes(scene), object_ids=", ".join(scene.ids),
         first_id=scene.ids[0] if scene.ids else "object_1",
     )
