@@ -18,6 +18,7 @@ import orjson
 from stages.core import dataset as ds
 from stages.core.errors import UserError
 from stages.core.stage import console
+from stages.core.stream import DatasetReader
 
 REASONS_SHOWN = 3
 
@@ -51,11 +52,13 @@ def reason(error: str) -> str:
 
 def summary(output: Path, judge: str, counts: Counter[str], kept: int) -> str:
     """One line: rows judged, from the cache, fell back (and to what), and the top failure reasons."""
-    rows = ds.read_table(output).select(["judge", "judge_error"]).to_pylist()
-    judged = [r for r in rows if r["judge"] is not None]
-    failed = [r for r in judged if r["judge_error"]]
+    reader = DatasetReader(output)  # read as a stream, two columns: the output may not fit in memory
+    judged, failed = 0, []
+    for chunk in reader.chunks(0, reader.num_rows, 4096, ["judge", "judge_error"]):
+        judged += sum(r["judge"] is not None for r in chunk)
+        failed += [r for r in chunk if r["judge"] is not None and r["judge_error"]]
     fell_back = Counter(r["judge"].removesuffix(" (fallback)") for r in failed if r["judge"].endswith("(fallback)"))
-    parts = [f"score: judge {judge}: {len(judged) - len(failed)} of {len(judged)} row(s) judged"]
+    parts = [f"score: judge {judge}: {judged - len(failed)} of {judged} row(s) judged"]
     if counts:
         parts.append(f"{counts['cached']} from the cache, {counts['asked']} asked")
     if kept:
