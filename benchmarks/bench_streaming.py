@@ -6,7 +6,8 @@
 For `score` (default preset, rules judge), `render` (top-down view, 128 px) and `gen-prompts --source
 jsonl`, builds inputs of each size from the fixture scenes and responses (rows repeated under new ids),
 runs the real `metaspatial` command in a subprocess and reads its peak RSS from `wait4` (the child's
-own `ru_maxrss`) and its wall time. Then, at the largest size, one shard of 4 (`--num-shards 4
+`ru_maxrss`) and its wall time. Linux counts in a child's `ru_maxrss` the peak of the parent's image it
+was forked from, so this process stays small: it builds the inputs in a child process of their own. Then, at the largest size, one shard of 4 (`--num-shards 4
 --shard-index 1`). Prints, per stage, peak MB and seconds per size, and the ratios the streaming design
 promises, measured in this run: peak memory at the largest size over the smallest (flat: about 1),
 seconds per row at the largest over the smallest (flat: about 1), and the shard of 4 over the unsharded
@@ -26,9 +27,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 REPO = Path(__file__).resolve().parents[1]
 ORACLE = REPO / "tests" / "fixtures" / "upstream-oracle"
@@ -62,7 +60,10 @@ def rooms_file(path: Path, n: int) -> Path:
 
 def answered_dataset(work: Path, n: int) -> Path:
     """A rollout-like dataset of n rows (prompts of the fixture rooms with the fixture's responses),
-    written in row groups as the stages write theirs, without holding n rows in this process."""
+    written in row groups as the stages write theirs, without holding n rows in memory."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     prompts = work / "prompts"
     if not prompts.exists():
         run(["gen-prompts", "--source", "jsonl", "--input", ORACLE / "scenes.jsonl", "--output", prompts,
@@ -92,10 +93,21 @@ def command(stage: str, source: Path, output: Path) -> list[str]:
     return ["score", "--input", str(source), "--output", str(output)]
 
 
+def build_input(stage: str, n: int, work: Path) -> Path:
+    """The input of `stage` with n rows, built in a child process (see the module docstring)."""
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_streaming as b; "
+            f"from pathlib import Path; "
+            + (f"print(b.rooms_file(Path({str(work / f'rooms-{n}.jsonl')!r}), {n}))" if stage == "gen-prompts"
+               else f"print(b.answered_dataset(Path({str(work)!r}), {n}))"))
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
 def bench_stage(stage: str, sizes: list[int], work: Path, baseline: Path | None, baseline_rows: int) -> None:
     results = {}
     for n in sizes:
-        source = rooms_file(work / f"rooms-{n}.jsonl", n) if stage == "gen-prompts" else answered_dataset(work, n)
+        source = build_input(stage, n, work)
         results[n] = run(command(stage, source, work / f"{stage}-{n}"))
         print(f"{stage:12s} {n:>8d} rows  peak {results[n][0]:7.0f} MB  {results[n][1]:8.1f} s  "
               f"{1e3 * results[n][1] / n:6.2f} ms/row", flush=True)
