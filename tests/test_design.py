@@ -9,13 +9,12 @@ import random
 import re
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import trimesh
+from fake_openai import FakeOpenAI, Reply, completion, prompt_text
 from helpers import REPO, cli
 from PIL import Image
 
@@ -23,49 +22,27 @@ ROOMS = REPO / "examples" / "rooms"
 LAYOUT_ELEMENTS = {"south_wall", "north_wall", "east_wall", "west_wall", "middle of the room", "ceiling"}
 
 
-class LayoutServer:
+class LayoutServer(FakeOpenAI):
     """A zero-shot 'model' behind an OpenAI-compatible API: places every object of the prompt's scene
     at random spots (seeded by the request's seed), so candidates differ in reward."""
 
     def __init__(self) -> None:
-        self.images: list[list[str]] = []
+        super().__init__(self._answer)
+
+    @property
+    def images(self) -> list[list[str]]:
         """The data URLs of each request's images, in arrival order."""
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return [[p["image_url"]["url"] for m in b["messages"] if isinstance(m["content"], list) for p in m["content"]
+                 if p.get("type") == "image_url"] for b in self.bodies]
 
-    def _handler(self):
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                parts = [p for m in body["messages"] for p in (m["content"] if isinstance(m["content"], list)
-                                                               else [{"type": "text", "text": m["content"]}])]
-                server.images.append([p["image_url"]["url"] for p in parts if p.get("type") == "image_url"])
-                text = " ".join(p.get("text", "") for p in parts)
-                ids = [i for i in dict.fromkeys(re.findall(r'"new_object_id": "([^"]+)"', text)) if i not in LAYOUT_ELEMENTS]
-                rng = random.Random(body.get("seed"))
-                layout = [{"new_object_id": i, "x": rng.uniform(0.3, 3.0), "y": rng.uniform(0.3, 2.7), "z": 0.4}
-                          for i in ids]
-                raw = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                                  "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                                      "role": "assistant", "content": f"<think>ok</think><answer>{json.dumps(layout)}</answer>"}}],
-                                  "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-        return Handler
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    @staticmethod
+    def _answer(body: dict, auth: str) -> Reply:
+        ids = [i for i in dict.fromkeys(re.findall(r'"new_object_id": "([^"]+)"', prompt_text(body)))
+               if i not in LAYOUT_ELEMENTS]
+        rng = random.Random(body.get("seed"))
+        layout = [{"new_object_id": i, "x": rng.uniform(0.3, 3.0), "y": rng.uniform(0.3, 2.7), "z": 0.4} for i in ids]
+        return Reply(200, completion(f"<think>ok</think><answer>{json.dumps(layout)}</answer>", body["model"], prompt_tokens=10,
+                                     completion_tokens=10))
 
 
 @pytest.fixture

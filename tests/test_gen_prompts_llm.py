@@ -9,13 +9,12 @@ before a good reply. Placed rooms are checked with the synthetic source's geomet
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from fake_openai import FakeOpenAI, Reply, Trickle, completion, error, prompt_text
 from helpers import cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -67,73 +66,26 @@ REPLIES = {
 }
 
 
-class LLMServer:
-    """Chat completions answering by the marker word that starts the room description."""
+class LLMServer(FakeOpenAI):
+    """Chat completions answering by the marker word that starts the room description; with `trickle`,
+    every reply comes one byte every 0.2 s (20 s in all)."""
 
     def __init__(self, trickle: bool = False) -> None:
-        self.requests: list[dict] = []
-        self.lock = threading.Lock()
-        self.failed: set[str] = set()
-        self.trickle = trickle
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.trickle, self.failed = trickle, set()
+        super().__init__(self._answer)
 
-    def _handler(self):
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                text = body["messages"][-1]["content"]
-                marker = text.split("Room: ", 1)[1].split()[0]
-                with server.lock:
-                    server.requests.append(body)
-                    first = marker not in server.failed
-                    server.failed.add(marker)
-                if marker == "ECHO":
-                    auth = self.headers.get("Authorization", "")
-                    self._send(401, {"error": {"message": f"Incorrect API key provided: {auth}"}})
-                elif marker == "FLAKY" and first:
-                    self._send(500, {"error": {"message": "overloaded"}})
-                elif server.trickle:
-                    self._trickle()
-                else:
-                    content = REPLIES.get(marker, REPLIES["GOOD"])
-                    finish = "length" if marker == "TRUNCATED" else "stop"
-                    self._send(200, {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                                     "choices": [{"index": 0, "finish_reason": finish,
-                                                  "message": {"role": "assistant", "content": content}}],
-                                     "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150}})
-
-            def _send(self, status: int, payload: dict) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _trickle(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", "1000")
-                self.end_headers()
-                for _ in range(100):
-                    try:
-                        self.wfile.write(b" ")
-                        self.wfile.flush()
-                    except OSError:
-                        return
-                    time.sleep(0.2)
-
-        return Handler
-
-    def close(self) -> None:
-        self.httpd.shutdown()
+    def _answer(self, body: dict, auth: str) -> Reply | Trickle:
+        marker = prompt_text(body).split("Room: ", 1)[1].split()[0]
+        with self.lock:
+            first = marker not in self.failed
+            self.failed.add(marker)
+        if marker == "ECHO":
+            return error(401, f"Incorrect API key provided: {auth}")
+        if marker == "FLAKY" and first:
+            return error(500, "overloaded")
+        finish = "length" if marker == "TRUNCATED" else "stop"
+        reply = completion(REPLIES.get(marker, REPLIES["GOOD"]), body["model"], finish, 100, 50)
+        return Trickle(reply, 0.2, 100) if self.trickle else Reply(200, reply)
 
 
 @pytest.fixture
@@ -212,23 +164,23 @@ def test_placed_llm_rooms_hold_their_relations(server, tmp_path):
 def test_rerun_asks_nothing_and_is_deterministic(server, tmp_path):
     code, _ = gen(server, tmp_path, ["GOOD", "FENCED", "CYCLE"], "a")
     assert code == 0
-    asked = len(server.requests)
+    asked = len(server.bodies)
     code, log = gen(server, tmp_path, ["GOOD", "FENCED", "CYCLE"], "a", "--overwrite")
     assert code == 0, log
-    assert len(server.requests) == asked and "3 from the cache" in log
+    assert len(server.bodies) == asked and "3 from the cache" in log
     code, _ = gen(server, tmp_path, ["GOOD", "FENCED", "CYCLE"], "b", "--llm-cache", tmp_path / "a" / "_llm_cache")
-    assert code == 0 and len(server.requests) == asked
+    assert code == 0 and len(server.bodies) == asked
     a, b = pd.read_parquet(tmp_path / "a"), pd.read_parquet(tmp_path / "b")
     assert a.drop(columns="image").equals(b.drop(columns="image"))
 
 
 def test_requests_carry_the_schema_and_a_seed(server, tmp_path):
     assert gen(server, tmp_path, ["GOOD"])[0] == 0
-    body = server.requests[0]
+    body = server.bodies[0]
     assert body["response_format"]["type"] == "json_schema" and isinstance(body["seed"], int)
     assert body["model"] == "tiny"
     assert gen(server, tmp_path, ["GOOD"], "q", "--no-llm-json-schema", "--seed", 5)[0] == 0
-    assert "response_format" not in server.requests[-1]
+    assert "response_format" not in server.bodies[-1]
 
 
 def test_a_trickled_reply_is_cut_at_the_timeout(tmp_path):

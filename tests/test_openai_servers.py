@@ -3,15 +3,12 @@ byte by byte, keys echoed in errors, a server that dies mid-run, failed judgemen
 
 from __future__ import annotations
 
-import contextlib
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from fake_openai import Die, FakeOpenAI, Reply, Trickle, completion, error
 from helpers import REPO, cli
 from test_score_cli import rollout_dir
 from test_score_judges import GOOD
@@ -23,73 +20,33 @@ ROOMS = REPO / "examples" / "rooms" / "rooms.jsonl"
 ANSWER = '<think>ok</think><answer>[]</answer>'
 
 
-class Server:
-    """A chat-completions endpoint run by a script of actions, one per request (then `default`):
-    ("ok", text) / ("status", code, message) / ("trickle", seconds) / ("die", code, message): answer,
-    then stop listening (a server that crashed)."""
+class Script:
+    """Answers one action per request, then `default`: ("ok", text) / ("status", code, message) /
+    ("trickle", seconds) (one byte a second) / ("die", code, message) (answer, then stop listening) /
+    ("raw", payload) (any JSON as the 200 reply).
+    `{auth}` in a message is replaced by the request's Authorization header (a server echoing the key)."""
 
     def __init__(self) -> None:
-        self.script: list[tuple] = []
+        self.actions: list[tuple] = []
         self.default: tuple = ("ok", ANSWER)
-        self.bodies: list[dict] = []
-        self.lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
-    def _handler(self):
-        server = self
+    def __call__(self, body: dict, auth: str) -> Reply | Trickle | Die:
+        action = self.actions.pop(0) if self.actions else self.default
+        kind = action[0]
+        if kind in ("status", "die"):
+            reply = error(action[1], action[2].replace("{auth}", auth))
+            return Die(reply.status, reply.payload) if kind == "die" else reply
+        if kind == "trickle":
+            return Trickle(completion(GOOD), 1.0, int(action[1]))
+        if kind == "raw":
+            return Reply(200, action[1])
+        return Reply(200, completion(action[1]))
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
 
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with server.lock:
-                    server.bodies.append(body)
-                    action = server.script.pop(0) if server.script else server.default
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    self._act(action)
-
-            def _act(self, action: tuple) -> None:
-                kind = action[0]
-                if kind in ("status", "die"):
-                    message = action[2].replace("{auth}", self.headers.get("Authorization", ""))
-                    self._send(action[1], json.dumps({"error": {"message": message, "code": action[1]}}).encode())
-                    if kind == "die":
-                        threading.Thread(target=server.close).start()
-                    return
-                text = action[1] if kind == "ok" else GOOD
-                raw = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
-                                  "choices": [{"index": 0, "finish_reason": "stop",
-                                               "message": {"role": "assistant", "content": text}}],
-                                  "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}).encode()
-                if kind == "ok":
-                    self._send(200, raw)
-                    return
-                self.send_response(200)  # "trickle": headers at once, then one byte a second
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                for k in range(min(len(raw), int(action[1]))):
-                    self.wfile.write(raw[k:k + 1])
-                    self.wfile.flush()
-                    time.sleep(1.0)
-
-            def _send(self, status: int, raw: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-        return Handler
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+class Server(FakeOpenAI):
+    def __init__(self) -> None:
+        self.script = Script()
+        super().__init__(self.script)
 
 
 @pytest.fixture
@@ -136,7 +93,7 @@ def test_redact_removes_configured_and_key_shaped_secrets():
 
 
 def test_judge_timeout_bounds_a_reply_trickled_byte_by_byte(server, renders, tmp_path):
-    server.script = [("trickle", 25)]
+    server.script.actions = [("trickle", 25)]
     start = time.monotonic()
     code, text = _score(renders, tmp_path / "out", server, "--judge-timeout", 2, "--max-rows", 1)
     took = time.monotonic() - start
@@ -148,7 +105,7 @@ def test_judge_timeout_bounds_a_reply_trickled_byte_by_byte(server, renders, tmp
 
 def test_a_key_echoed_by_the_server_is_written_nowhere(server, renders, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    server.default = ("status", 401, "Incorrect API key provided: {auth}. You can find your API key at ...")
+    server.script.default = ("status", 401, "Incorrect API key provided: {auth}. You can find your API key at ...")
     cache = tmp_path / "cache"
     code, text = _score(renders, tmp_path / "out", server, "--judge-cache", cache)
     assert code == 0, text
@@ -163,8 +120,8 @@ def test_a_key_echoed_by_the_server_is_written_nowhere(server, renders, tmp_path
 
 def test_summary_line_and_retry_failed_redoes_only_failed_judgements(server, renders, tmp_path):
     out = tmp_path / "out"
-    server.script = [("status", 400, "bad image"), ("ok", GOOD), ("status", 400, "bad image")]
-    server.default = ("ok", GOOD)
+    server.script.actions = [("status", 400, "bad image"), ("ok", GOOD), ("status", 400, "bad image")]
+    server.script.default = ("ok", GOOD)
     code, text = _score(renders, out, server)
     assert code == 0, text
     assert "score: judge openai: 1 of 3 row(s) judged" in text and "0 from the cache, 3 asked" in text
@@ -208,7 +165,7 @@ def test_rollout_sends_every_sampling_setting_and_can_leave_out_seed_and_images(
 
 def test_rollout_marks_a_failed_sample_and_redacts_the_echoed_key(server, prompts, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    server.script = [("status", 400, "This model's maximum context length is 512 tokens; key {auth}")]
+    server.script.actions = [("status", 400, "This model's maximum context length is 512 tokens; key {auth}")]
     code, text = _rollout(prompts, tmp_path / "r", server, "--concurrency", 1)
     assert code == 0, text
     rows = pd.read_parquet(tmp_path / "r")
@@ -220,7 +177,7 @@ def test_rollout_marks_a_failed_sample_and_redacts_the_echoed_key(server, prompt
 
 
 def test_rollout_reports_the_last_http_error_when_the_server_dies(server, prompts, tmp_path):
-    server.script = [("die", 500, "EngineCore died: CPU Generator does not use offset [/] {auth}")]
+    server.script.actions = [("die", 500, "EngineCore died: CPU Generator does not use offset [/] {auth}")]
     code, text = _rollout(prompts, tmp_path / "r", server, "--concurrency", 1, "--max-retries", 1, "--timeout", 5)
     assert code == 2, text
     text = " ".join(text.split())
@@ -228,3 +185,19 @@ def test_rollout_reports_the_last_http_error_when_the_server_dies(server, prompt
     assert "last HTTP error from the server: HTTP 500: EngineCore died: CPU Generator does not use offset [/] " \
            "Bearer [redacted]" in text  # printed as the server sent it (no markup), the key masked
     assert "synthetic-s0-000000-s1-t1" in text.replace(" ", "")  # the samples affected
+
+
+ODD = [completion(5), {**completion(ANSWER), "choices": []}, {"choices": "none"},
+       {**completion(ANSWER, finish_reason=7), "usage": {"prompt_tokens": "abc", "completion_tokens": -1}}]
+
+
+def test_rollout_records_odd_replies_instead_of_crashing(server, prompts, tmp_path):
+    """A server's reply is untrusted: a number as content, no choices, a number as finish reason or
+    token counts are a failed sample (or a plain one), never a crash of the dataset writer."""
+    server.script.actions = [("raw", payload) for payload in ODD]
+    code, text = _rollout(prompts, tmp_path / "r", server, "--max-retries", 0)
+    assert code == 0, text
+    rows = pd.read_parquet(tmp_path / "r")
+    assert rows.finish_reason.tolist().count("error") == 3 and rows.sample_error.str.contains("malformed").sum() == 3
+    plain = rows[rows.finish_reason != "error"]
+    assert set(plain.finish_reason) == {"stop"} and plain.num_prompt_tokens.isna().sum() >= 1

@@ -4,78 +4,37 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from fake_openai import FakeOpenAI, Reply, completion, error
 from helpers import REPO, cli
 from PIL import Image
 
 ROOMS = REPO / "examples" / "rooms" / "rooms.jsonl"
 
 
-class FakeServer:
-    """Chat completions that answer with the number of images seen; the first request whose text
-    holds `fail_marker` gets a 500 (the client must retry); tracks requests in flight."""
+def images_seen(body: dict, auth: str) -> Reply:
+    """Answers with the number of images the request holds."""
+    images = sum(p.get("type") == "image_url" for m in body["messages"] for p in m["content"])
+    return Reply(200, completion(f"<think>saw {images} image(s)</think><answer>[]</answer>", body["model"],
+                                 prompt_tokens=11, completion_tokens=7))
+
+
+class FakeServer(FakeOpenAI):
+    """`images_seen`, except that the first request answered gets a 500 (the client must retry it)."""
 
     def __init__(self) -> None:
-        self.requests: list[dict] = []
-        self.headers: list[str] = []
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.failed_once = False
-        self.lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.failed = threading.Event()
+        super().__init__(self._answer, delay=0.05)
 
-    def _handler(self):
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with server.lock:
-                    server.in_flight += 1
-                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                    fail = not server.failed_once and server.requests == [] and self.path.endswith("completions")
-                    server.failed_once = server.failed_once or fail
-                    if not fail:
-                        server.requests.append(body)
-                        server.headers.append(self.headers.get("Authorization", ""))
-                time.sleep(0.05)
-                with server.lock:
-                    server.in_flight -= 1
-                if fail:
-                    self._reply(500, {"error": {"message": "try again"}})
-                    return
-                images = sum(p.get("type") == "image_url" for m in body["messages"] for p in m["content"])
-                self._reply(200, {
-                    "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                    "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                        "role": "assistant", "content": f"<think>saw {images} image(s)</think><answer>[]</answer>"}}],
-                    "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}})
-
-            def _reply(self, status: int, data: dict) -> None:
-                raw = json.dumps(data).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-        return Handler
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def _answer(self, body: dict, auth: str) -> Reply:
+        with self.lock:
+            fail = not self.failed.is_set()
+            self.failed.set()
+        return error(500, "try again") if fail else images_seen(body, auth)
 
 
 @pytest.fixture
@@ -105,13 +64,13 @@ def test_samples_come_from_the_server_with_images_as_data_urls(server, prompts, 
     assert set(rows.response) == {"<think>saw 1 image(s)</think><answer>[]</answer>"}
     assert (rows.num_response_tokens == 7).all() and (rows.num_prompt_tokens == 11).all()
     assert set(rows.finish_reason) == {"stop"}
-    assert server.failed_once and len(server.requests) == 12  # the 500 was retried, one request per sample
-    assert set(server.headers) == {"Bearer secret-key"}
+    assert len(server.bodies) == 13  # one request per sample, and the first one again after its 500
+    assert set(server.authorizations) == {"Bearer secret-key"}
     assert 1 < server.max_in_flight <= 4
-    assert len({r["seed"] for r in server.requests}) == 12
-    assert {(r["max_tokens"], r["temperature"], r["n"]) for r in server.requests} == {(77, 0.7, 1)}
+    assert len({r["seed"] for r in server.bodies}) == 12
+    assert {(r["max_tokens"], r["temperature"], r["n"]) for r in server.bodies} == {(77, 0.7, 1)}
     sent = {r["messages"][0]["content"][1]["text"]: r["messages"][0]["content"][0]["image_url"]["url"]
-            for r in server.requests}
+            for r in server.bodies}
     for row in rows.itertuples():
         url = sent[row.prompt]
         assert url.startswith("data:image/png;base64,")
@@ -124,8 +83,8 @@ def test_guided_sends_the_row_grammar(server, prompts, tmp_path):
     code, text = cli("rollout", "--input", prompts, "--output", out, "--model", "m", "--backend", "openai",
                      "--base-url", server.url, "--n", 1, "--max-rows", 2, "--guided", "--max-retries", 2)
     assert code == 0, text
-    grammars = [r["structured_outputs"]["grammar"] for r in server.requests]
-    assert len(grammars) == 2 and all(g.startswith('root ::= "<think>"') for g in grammars)
+    grammars = list(dict.fromkeys(r["structured_outputs"]["grammar"] for r in server.bodies))  # the 500's retry resends one
+    assert len(server.bodies) == 3 and len(grammars) == 2 and all(g.startswith('root ::= "<think>"') for g in grammars)
     assert grammars[0] != grammars[1]  # per row: its own objects and room size
 
 

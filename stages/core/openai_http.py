@@ -17,6 +17,7 @@ import asyncio
 import json
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx2
@@ -109,3 +110,34 @@ def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine to completion on a loop of its own (safe when the caller already runs one)."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(lambda: asyncio.run(make())).result()
+
+
+@dataclass
+class ChatReply:
+    """The first choice of a chat completion, checked field by field."""
+
+    text: str
+    finish_reason: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def chat_reply(reply: Any) -> ChatReply:
+    """What a chat completion says, every field checked: the server is untrusted, and a number where
+    text belongs would otherwise crash the dataset writer. Raises ValueError for a reply without a
+    first choice or with content that is not text."""
+    choices = getattr(reply, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        raise ValueError("the reply has no choices")
+    choice = choices[0]
+    content = getattr(getattr(choice, "message", None), "content", None)
+    if content is not None and not isinstance(content, str):
+        raise ValueError(f"the reply's content is {type(content).__name__}, not text")
+    finish = getattr(choice, "finish_reason", None)
+    usage = getattr(reply, "usage", None)
+    return ChatReply(content or "", finish if isinstance(finish, str) and finish else "stop",
+                     _count(getattr(usage, "prompt_tokens", None)), _count(getattr(usage, "completion_tokens", None)))

@@ -28,7 +28,7 @@ import orjson
 
 from stages.core import dataset as ds
 from stages.core.errors import UserError
-from stages.core.openai_http import ServerLog, async_client, run_async
+from stages.core.openai_http import ServerLog, async_client, chat_reply, run_async
 from stages.core.scene import parse_room_size
 
 from .llm_place import Unplaceable, place, placed_graph
@@ -119,14 +119,12 @@ class Asker:
             return Reply(hit["content"], str(hit.get("finish_reason")), int(hit.get("tokens") or 0), cached=True)
         try:
             async with gate:
-                reply = await client.chat.completions.create(**body)
+                answer = chat_reply(await client.chat.completions.create(**body))
         except openai.OpenAIError as err:
             return Reply(error=self.log.describe(err))
-        if not reply.choices:
-            return Reply(error="the server sent no choices")
-        choice = reply.choices[0]
-        tokens = reply.usage.total_tokens if reply.usage else 0
-        out = Reply(choice.message.content or "", choice.finish_reason or "stop", tokens)
+        except ValueError as err:
+            return Reply(error=self.log.clean(f"malformed reply: {err}"))
+        out = Reply(answer.text, answer.finish_reason, (answer.prompt_tokens or 0) + (answer.completion_tokens or 0))
         path.parent.mkdir(parents=True, exist_ok=True)
         ds.write_json(path, {"content": out.content, "finish_reason": out.finish_reason, "tokens": out.tokens})
         return out

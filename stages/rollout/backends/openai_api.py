@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from stages.core.errors import UserError
-from stages.core.openai_http import ServerLog, async_client, run_async
+from stages.core.openai_http import ServerLog, async_client, chat_reply, run_async
 
 from .base import Completion, Progress, Request, ignore
 
@@ -89,16 +89,14 @@ class OpenAIBackend:
         try:
             reply = await client.chat.completions.create(
                 model=self.cfg.model, messages=messages, **sampling_body(self.cfg, self.base_url, seed, grammar))
-            choice = reply.choices[0]
+            answer = chat_reply(reply)
         except openai.OpenAIError as err:
             return Completion(text="", finish_reason="error", num_tokens=0, error=self.log.describe(err))
-        except (IndexError, AttributeError, TypeError) as err:  # a reply of an unexpected shape
+        except (ValueError, IndexError, AttributeError, TypeError) as err:  # a reply of an unexpected shape
             return Completion(text="", finish_reason="error", num_tokens=0,
                               error=self.log.clean(f"malformed reply: {type(err).__name__}: {err}"))
-        usage = reply.usage
-        return Completion(text=choice.message.content or "", finish_reason=choice.finish_reason or "stop",
-                          num_tokens=usage.completion_tokens if usage else None,
-                          num_prompt_tokens=usage.prompt_tokens if usage else None)
+        return Completion(text=answer.text, finish_reason=answer.finish_reason, num_tokens=answer.completion_tokens,
+                          num_prompt_tokens=answer.prompt_tokens)
 
     async def _generate(self, requests: list[Request], progress: Progress) -> list[list[Completion]]:
         converted = [api_messages(r.messages) for r in requests]

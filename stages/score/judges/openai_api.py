@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from stages.core.dataset import write_json
-from stages.core.openai_http import ServerLog, async_client, run_async
+from stages.core.openai_http import ServerLog, async_client, chat_reply, run_async
 
 from .base import Judgement, JudgeRequest
 from .rubric import parse_grades, rubric_prompt
@@ -103,7 +103,7 @@ class OpenAIJudge:
             reply = await client.chat.completions.create(
                 model=self.settings.model, messages=[{"role": "user", "content": content}],
                 max_tokens=self.settings.max_tokens, temperature=0.0)
-            text = reply.choices[0].message.content if reply.choices else None
+            text = chat_reply(reply).text
         except openai.OpenAIError as err:
             return Judgement(None, "openai: " + self.log.describe(err))
         except (ValueError, TypeError, AttributeError, IndexError) as err:  # a reply of an unexpected shape
