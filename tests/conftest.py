@@ -22,3 +22,18 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "upstream-oracle"
 def oracle_dir() -> Path:
     """The upstream-oracle fixture folder (scenes, cases, probes), shipped in tests/fixtures."""
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """The tiny random VLM the update tests train (built once per session)."""
+    from test_update_data import tiny_model_dir
+
+    return tiny_model_dir(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def processor(tiny_model):
+    from stages.core import vlm
+
+    return vlm.load_processor(tiny_model)

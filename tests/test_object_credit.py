@@ -11,30 +11,18 @@ from __future__ import annotations
 
 import json
 import statistics
-from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_update_data import completion_logps, read_metrics, scored_rows, tiny_model_dir, write_dataset
+from test_update_data import completion_logps, read_metrics, scored_rows, write_dataset
 
 from stages import update
 from stages.core import answer, vlm
 from stages.core.errors import UserError
 from stages.core.tiny_vlm import train_tokenizer
 from stages.update import object_credit
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return tiny_model_dir(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def processor(tiny_model):
-    return vlm.load_processor(tiny_model)
-
 
 TOKENIZERS = {size: train_tokenizer(0, size) for size in (512, 4096)}
 

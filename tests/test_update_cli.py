@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_update_data import read_metrics, scored_rows, tiny_model_dir, write_dataset
+from test_update_data import read_metrics, scored_rows, write_dataset
 from typer.testing import CliRunner
 
 from metaspatial_cli.app import app
@@ -23,10 +23,6 @@ from stages.core import vlm
 runner = CliRunner()
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}
 
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return tiny_model_dir(tmp_path_factory)
 
 
 def test_help_lists_the_trl_options():

@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 from helpers import REPO
-from test_update_cli import ENV, tiny_model  # noqa: F401 (a fixture)
+from test_update_cli import ENV
 from test_update_data import scored_rows, write_dataset
 
 from stages.core import vlm
@@ -28,7 +28,7 @@ def test_gradient_checkpointing_is_off_unless_asked_for_without_a_warning(tmp_pa
 
 
 @pytest.mark.slow
-def test_update_logs_each_step_with_eta_and_no_deprecation_warnings(tmp_path, tiny_model):  # noqa: F811
+def test_update_logs_each_step_with_eta_and_no_deprecation_warnings(tmp_path, tiny_model):
     data = write_dataset(tmp_path / "scores", scored_rows(vlm.load_processor(tiny_model).tokenizer,
                                                           tmp_path / "scores"))
     for flags in ([], ["--gradient-checkpointing"]):

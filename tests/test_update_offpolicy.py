@@ -19,7 +19,6 @@ from test_update_data import (
     completion_logps,
     read_metrics,
     scored_rows,
-    tiny_model_dir,
     write_dataset,
 )
 from test_update_train import published_loss
@@ -30,14 +29,6 @@ from stages.core import vlm
 REWARDS = [[0.9, 0.1, 0.5, 0.3], [0.0, 1.2, 0.7, 0.2]]
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return tiny_model_dir(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def processor(tiny_model):
-    return vlm.load_processor(tiny_model)
 
 
 def older_policy(model_dir: Path):

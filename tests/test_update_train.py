@@ -20,23 +20,11 @@ from test_update_data import (
     final_turn_rows,
     read_metrics,
     scored_rows,
-    tiny_model_dir,
     write_dataset,
 )
 
 from stages import update
 from stages.core import vlm
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return tiny_model_dir(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def processor(tiny_model):
-    return vlm.load_processor(tiny_model)
-
 
 # Good answers are numbers, bad ones words: they share no tokens but EOS, so pushing one kind up
 # cannot drag the other along, and the expected direction of every completion is unambiguous.
