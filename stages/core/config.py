@@ -11,10 +11,10 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import UserError
 
@@ -27,6 +27,16 @@ def _slurm_index() -> int:
     # Slurm arrays may start at any index (`--array=1-4`); shards are numbered from 0.
     task = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0"))
     return task - int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
+
+
+def _existing_folder(folder: Path | None) -> Path | None:
+    if folder is not None and not folder.is_dir():
+        raise ValueError(f"{folder}: no such directory")
+    return folder
+
+
+OptionalFolder = Annotated[Path | None, AfterValidator(_existing_folder)]
+"""A path option that, when given, must name an existing directory (`--assets`)."""
 
 
 class StageConfig(BaseModel):

@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from stages.core.columns import EXPORT_FIELDS
-from stages.core.config import StageConfig
+from stages.core.config import OptionalFolder, StageConfig
 from stages.core.errors import UserError
 from stages.core.stage import Context, Stage, console, run_stage
 
@@ -28,16 +28,9 @@ class Config(StageConfig):
     """`room`: export only the highest-reward row of each room (rows need `room_id` and `reward`); default: every row."""
     candidates: list[Path] = Field(default_factory=list)
     """With --best-per room: more datasets whose rows compete with --input's (e.g. earlier turns)."""
-    assets: Path | None = None
+    assets: OptionalFolder = None
     """Folder of real meshes (GLB/OBJ/PLY…) named by object id, category or kind, matched as `render` does;
     an unreadable file falls back to the procedural mesh (named in the node's extras)."""
-
-    @field_validator("assets")
-    @classmethod
-    def _assets_folder(cls, folder: Path | None) -> Path | None:
-        if folder is not None and not folder.is_dir():
-            raise ValueError(f"{folder}: no such directory")
-        return folder
 
     @model_validator(mode="after")
     def _candidates_need_best(self) -> Config:

@@ -18,7 +18,7 @@ from pydantic import Field, field_validator
 
 from stages.core import rows
 from stages.core.columns import RENDER_FIELDS, render_column
-from stages.core.config import StageConfig
+from stages.core.config import OptionalFolder, StageConfig
 from stages.core.errors import UserError
 from stages.core.render import VIEWS, check_views
 from stages.core.stage import Context, Stage, run_stage
@@ -36,7 +36,7 @@ class Config(StageConfig):
     """Side of the square images, in pixels."""
     backend: Literal["pyrender", "open3d"] = "pyrender"
     """3D rasteriser: pyrender (OpenGL/EGL, the default: fastest measured) or open3d (the open3d extra)."""
-    assets: Path | None = None
+    assets: OptionalFolder = None
     """Folder of real meshes (GLB/OBJ/PLY…) named by object id, category or kind, used instead of the
     procedural furniture; files must lie inside the folder."""
     labels: bool = True
@@ -53,13 +53,6 @@ class Config(StageConfig):
             return check_views(views)
         except UserError as err:
             raise ValueError(f"{err} (known: {', '.join(VIEWS)})") from None
-
-    @field_validator("assets")
-    @classmethod
-    def _assets_folder(cls, folder: Path | None) -> Path | None:
-        if folder is not None and not folder.is_dir():
-            raise ValueError(f"{folder}: no such directory")
-        return folder
 
 
 def columns(cfg: Config) -> list[pa.Field]:
