@@ -38,3 +38,14 @@ def write_rooms(path: Path, scenes: list[dict], copies: int = 1) -> Path:
                     room["room_id"] = f"{scene['room_id']}-copy{k}"
                 fh.write(json.dumps(room) + "\n")
     return path
+
+
+EXAMPLE_ROOMS = REPO / "examples" / "rooms" / "rooms.jsonl"
+
+
+def example_prompts(out: Path, image_size: int) -> Path:
+    """gen-prompts over the shipped example rooms, with empty-room images of `image_size` pixels."""
+    code, text = cli("gen-prompts", "--source", "jsonl", "--input", EXAMPLE_ROOMS, "--output", out,
+                     "--image-size", image_size)
+    assert code == 0, text
+    return out

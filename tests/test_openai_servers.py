@@ -9,14 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from fake_openai import Die, FakeOpenAI, Reply, Trickle, completion, error
-from helpers import REPO, cli
+from helpers import cli, example_prompts
 from test_score_cli import rollout_dir
 from test_score_judges import GOOD
 
 from stages.core.redact import redact
 
 KEY = "sk-proj-Secret0123456789abcdef"
-ROOMS = REPO / "examples" / "rooms" / "rooms.jsonl"
 ANSWER = '<think>ok</think><answer>[]</answer>'
 
 
@@ -58,10 +57,7 @@ def server():
 
 @pytest.fixture(scope="module")
 def prompts(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("prompts") / "p"
-    code, text = cli("gen-prompts", "--source", "jsonl", "--input", ROOMS, "--output", out, "--image-size", "64")
-    assert code == 0, text
-    return out
+    return example_prompts(tmp_path_factory.mktemp("prompts") / "p", 64)
 
 
 @pytest.fixture(scope="module")

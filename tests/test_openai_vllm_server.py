@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import REPO, cli
+from helpers import cli, example_prompts
 from PIL import Image
 from test_rollout_vllm import _tiny_text_lm
 
@@ -30,7 +30,6 @@ from stages.core.scene import Scene
 
 pytestmark = pytest.mark.vllm
 
-ROOMS = REPO / "examples" / "rooms" / "rooms.jsonl"
 START_TIMEOUT = 600
 
 
@@ -80,10 +79,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def prompts(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("prompts") / "p"
-    code, text = cli("gen-prompts", "--source", "jsonl", "--input", ROOMS, "--output", out, "--image-size", "64")
-    assert code == 0, text
-    return out
+    return example_prompts(tmp_path_factory.mktemp("prompts") / "p", 64)
 
 
 def _rollout(server: str, prompts: Path, out: Path, *extra: object) -> pd.DataFrame:

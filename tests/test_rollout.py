@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import REPO, cli
+from helpers import REPO, cli, example_prompts
 from PIL import Image
 
 from stages.core import rows as contract
@@ -33,10 +33,7 @@ def tiny(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def prompts(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("prompts") / "p"
-    code, text = cli("gen-prompts", "--source", "jsonl", "--input", ROOMS, "--output", out, "--image-size", "128")
-    assert code == 0, text
-    return out
+    return example_prompts(tmp_path_factory.mktemp("prompts") / "p", 128)
 
 
 @pytest.fixture(scope="module")

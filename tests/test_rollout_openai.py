@@ -10,10 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from fake_openai import FakeOpenAI, Reply, completion, error
-from helpers import REPO, cli
+from helpers import cli, example_prompts
 from PIL import Image
-
-ROOMS = REPO / "examples" / "rooms" / "rooms.jsonl"
 
 
 def images_seen(body: dict, auth: str) -> Reply:
@@ -46,10 +44,7 @@ def server():
 
 @pytest.fixture(scope="module")
 def prompts(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("prompts") / "p"
-    code, text = cli("gen-prompts", "--source", "jsonl", "--input", ROOMS, "--output", out, "--image-size", "96")
-    assert code == 0, text
-    return out
+    return example_prompts(tmp_path_factory.mktemp("prompts") / "p", 96)
 
 
 def test_samples_come_from_the_server_with_images_as_data_urls(server, prompts, tmp_path, monkeypatch):
