@@ -7,9 +7,9 @@ from metaspatial_cli.recipes.spec import load_recipe
 from stages import rollout
 from stages.core import vlm
 from stages.core.errors import UserError
+from stages.core.model_output import save_processor
 from stages.core.tiny_vlm import build_tiny_llava, build_tiny_vlm
 from stages.rollout.backends.vllm_engine import engine_options
-from stages.update.outputs import save_processor
 
 PAPER = {"min_pixels": 262144, "max_pixels": 4194304}
 

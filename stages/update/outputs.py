@@ -10,17 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from stages.core import model_output, vlm
-from stages.core.model_output import (  # noqa: F401  (the update's names for the shared conventions)
-    CHECKPOINTS,
-    METRICS,
-    MetricsLog,
-    checkpoint_schedule,
-    checkpoint_step,
-    is_main_process,
-    last_checkpoint,
-    save_processor,
-    write_manifest,
-)
+from stages.core.model_output import save_processor
 
 STAGE = "update"
 

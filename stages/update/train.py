@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stages.core import dataset as ds
-from stages.core import vlm
+from stages.core import model_output, vlm
 from stages.core.collapse import Collapse
 from stages.core.console import make_console
 from stages.core.errors import UserError
@@ -32,7 +32,7 @@ console = make_console()
 
 def say(message: str) -> None:
     """Print once per job, from the main process (every process of a multi-GPU run gets here)."""
-    if outputs.is_main_process():
+    if model_output.is_main_process():
         console.print(message)
 
 
@@ -188,8 +188,8 @@ def run_update(cfg: Config) -> Path:
         say(f"update: {cfg.output} already holds this update; skipping (pass --overwrite to redo)")
         return cfg.output
     processor, prepared, header = _checked_inputs(cfg, cfg.input)
-    outputs.write_manifest(cfg.output, header)
-    checkpoint = outputs.last_checkpoint(cfg.output) if state == "resume" else None
+    model_output.write_manifest(cfg.output, header)
+    checkpoint = model_output.last_checkpoint(cfg.output) if state == "resume" else None
     trainer = _trainer(cfg, processor, prepared, header, checkpoint)
     start = time.time()
     if checkpoint:
@@ -197,10 +197,10 @@ def run_update(cfg: Config) -> Path:
     trainer.train(resume_from_checkpoint=checkpoint)
     kind = outputs.save_model(trainer, cfg.model, cfg.output, cfg.merge_lora)
     seconds = round(time.time() - start, 3)
-    if outputs.is_main_process():
+    if model_output.is_main_process():
         if not cfg.keep_checkpoints:
-            shutil.rmtree(cfg.output / outputs.CHECKPOINTS, ignore_errors=True)
-        outputs.write_manifest(cfg.output, header, complete=True, weights=kind, steps=trainer.state.global_step,
+            shutil.rmtree(cfg.output / model_output.CHECKPOINTS, ignore_errors=True)
+        model_output.write_manifest(cfg.output, header, complete=True, weights=kind, steps=trainer.state.global_step,
                                seconds=seconds, resumed_from=checkpoint,
                                finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         say(f"update: wrote {kind} weights to {cfg.output} after {trainer.state.global_step} step(s) "
@@ -270,12 +270,12 @@ def _trainer(cfg: Config, processor: Any, prepared: prepare.Prepared, header: di
     group_size = header["group_size"]
     longest_completion = max(len(c) for g in prepared.stored.values() for c in g.completion_ids)
     # The config first: under DeepSpeed ZeRO-3 it makes from_pretrained load each weight as a shard.
-    args = trl_bridge.grpo_config(cfg.output / outputs.CHECKPOINTS,
+    args = trl_bridge.grpo_config(cfg.output / model_output.CHECKPOINTS,
                                   _grpo_options(cfg, group_size, longest_completion, header["temperature"]))
     model, peft_config = _load_policy(cfg)
-    metrics = outputs.MetricsLog(cfg.output, outputs.checkpoint_step(checkpoint))
+    metrics = model_output.MetricsLog(cfg.output, model_output.checkpoint_step(checkpoint))
     rollouts = trl_bridge.StoredRollouts(prepared.stored, group_size)
-    callbacks = [trl_bridge.metrics_callback(metrics.write), outputs.checkpoint_schedule()]
+    callbacks = [trl_bridge.metrics_callback(metrics.write), model_output.checkpoint_schedule()]
     return trl_bridge.build_trainer(model, processor, prepare.train_dataset(prepared.groups), rollouts, args,
                                     peft_config, callbacks,
                                     reference=_reference(cfg), sampling_logprobs=header["old_logprobs"] == "sampling",
