@@ -41,7 +41,9 @@ def draw(count: int, rooms: int, iteration: int, seed: int) -> list[int]:
     shuffle puts the rooms already in this draw last, so no draw holds a room twice."""
     if rooms > count:
         raise ValueError(f"cannot draw {rooms} different rooms from {count}")
-    epoch, queue, chosen = 0, [], []
+    epoch = 0
+    queue: list[int] = []
+    chosen: list[int] = []
     for _ in range(iteration):
         chosen = []
         while len(chosen) < rooms:

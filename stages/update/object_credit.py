@@ -83,8 +83,8 @@ def token_spans(decode: Callable[[list[int]], str], ids: list[int], spans: dict[
 
     out = {}
     for oid, (start, end) in spans.items():
-        a = max(first(lambda k, s=start: reach(k) > s) - 1, 0)
-        b = first(lambda k, e=end: reach(k) >= e)
+        a = max(first(lambda k: reach(k) > start) - 1, 0)  # noqa: B023 (called before the loop moves on)
+        b = first(lambda k: reach(k) >= end)  # noqa: B023
         out[oid] = (a, b)
     return out
 
