@@ -1,6 +1,7 @@
 """`metaspatial report RUN_DIR`: one self-contained HTML page about a run.
 
-Reward and metric curves per iteration, the update stage's logged metrics, the evaluation table,
+Reward and metric curves per iteration, the update stage's logged metrics, the reward by turn within
+multi-turn trajectories (report_turns.py), the evaluation table,
 and galleries of renders (one room across iterations and turns; one held-out room per evaluated
 model). Images are embedded as base64 PNG and there is no script, so the file can be mailed,
 archived or opened offline and always shows the same thing.
@@ -101,6 +102,20 @@ def _training(stats: list[Any], updates: list[dict[str, Any]]) -> list[str]:
             "text / whose rewards are all equal (no GRPO signal); means leave out failed samples and judgements</p>", "<div class=plots>" + "".join(images) + "</div>"]
 
 
+def _refinement(gains: list[Any]) -> list[str]:
+    from .report_turns import RATIO_COLUMNS
+
+    heads = ["iteration", "turn", "trajectories", "reward", "gain over turn 1", "± s.e.",
+             *[HEADINGS[c] for c in RATIO_COLUMNS]]
+    rows = [[str(g.iteration), str(g.turn), str(g.trajectories), _number(g.reward),
+             _number(g.gain) if g.turn > 1 else "–", _number(g.gain_sem), *[_number(g.ratios[c]) for c in RATIO_COLUMNS]]
+            for g in gains]
+    return ["<h2>Refinement within trajectories</h2>", _table(heads, rows),
+            "<p class=note>Does a turn improve on the trajectory's first layout? Each iteration's turns are measured "
+            "on the same trajectories (a usable row at every turn, paired by trajectory id); gain: mean over them of "
+            "(reward at this turn − reward at turn 1), ± its standard error over trajectories</p>"]
+
+
 def _held_out(points: list[Any]) -> list[str]:
     from . import report_plots as plots
 
@@ -128,12 +143,15 @@ def _evaluation(evals: list[dict[str, str]]) -> list[str]:
 def build_report(run_dir: Path, rooms: int = 2, extra: str = "") -> str:
     """The HTML text of the report of `run_dir`; `extra` is appended (the 3D section, see report_3d.py)."""
     from . import report_data as data
+    from .report_turns import turn_gains
 
     stats = data.turn_stats(run_dir)
     evals = data.eval_table(run_dir)
     parts = [f"<h1>metaspatial run report</h1><p class=sub>{html.escape(str(run_dir))}</p>"]
     if stats:
         parts += _training(stats, data.update_metrics(run_dir))
+        gains = turn_gains(run_dir)
+        parts += _refinement(gains) if gains else []
     elif not evals:
         parts.append("<p>No scored rollouts in this run yet.</p>")
     held_out = data.held_out_curve(run_dir)

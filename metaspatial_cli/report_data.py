@@ -55,7 +55,7 @@ def is_run(run_dir: Path) -> bool:
             or any(run_dir.glob("iter-*/turn-*")) or (run_dir / "eval" / "eval.csv").is_file())
 
 
-def _dataset_dirs(run_dir: Path, stage: str) -> list[tuple[int, int, Path]]:
+def dataset_dirs(run_dir: Path, stage: str) -> list[tuple[int, int, Path]]:
     found = []
     for path in sorted(run_dir.glob(f"iter-*/turn-*/{stage}")):
         match = TURN_DIR.match(path.parent.relative_to(run_dir).as_posix())
@@ -64,7 +64,7 @@ def _dataset_dirs(run_dir: Path, stage: str) -> list[tuple[int, int, Path]]:
     return found
 
 
-def _readable_rows(directory: Path) -> list[dict[str, Any]]:
+def readable_rows(directory: Path) -> list[dict[str, Any]]:
     try:
         return ds.read_rows(directory)
     except UserError:  # a dataset still being written has no parts yet: show the rest of the run
@@ -74,8 +74,8 @@ def _readable_rows(directory: Path) -> list[dict[str, Any]]:
 def turn_stats(run_dir: Path) -> list[TurnStats]:
     """Mean reward and components of every scored (iteration, turn) of the run."""
     stats = []
-    for iteration, turn, path in _dataset_dirs(run_dir, "score"):
-        rows = _readable_rows(path)
+    for iteration, turn, path in dataset_dirs(run_dir, "score"):
+        rows = readable_rows(path)
         if rows:
             usable = [r for r in rows if failure(r) is None]
             means = {c: finite_mean([r.get(c) for r in usable]) for c in CURVE_COLUMNS}
@@ -103,7 +103,7 @@ def held_out_curve(run_dir: Path) -> list[HeldOut]:
         if not match or not (path.parents[1] / "eval.csv").is_file():
             continue
         by_room: dict[str, list[Any]] = {}
-        for row in _readable_rows(path):
+        for row in readable_rows(path):
             if failure(row) is None:
                 by_room.setdefault(str(row.get("room_id")), []).append(row.get("reward"))
         means = [m for m in (finite_mean(v) for v in by_room.values()) if math.isfinite(m)]
@@ -150,8 +150,8 @@ def _first_sample(rows: list[dict[str, Any]], room_id: str) -> dict[str, Any] | 
 
 def training_gallery(run_dir: Path, rooms: int) -> list[tuple[str, list[Picture]]]:
     """For the first `rooms` rooms: the first sample's render at every iteration and turn."""
-    dirs = _dataset_dirs(run_dir, "score") or _dataset_dirs(run_dir, "render")
-    tables = [(it, turn, path, _readable_rows(path)) for it, turn, path in dirs]
+    dirs = dataset_dirs(run_dir, "score") or dataset_dirs(run_dir, "render")
+    tables = [(it, turn, path, readable_rows(path)) for it, turn, path in dirs]
     tables = [t for t in tables if t[3]]
     if not tables:
         return []
@@ -171,7 +171,7 @@ def eval_gallery(run_dir: Path, rooms: int) -> list[tuple[str, list[Picture]]]:
     """For the first `rooms` held-out rooms: each evaluated model's render side by side."""
     table = eval_table(run_dir)
     dirs = sorted((run_dir / "eval").glob("model-*/score"), key=lambda p: int(p.parent.name.split("-")[1]))
-    tables = [(path, _readable_rows(path)) for path in dirs]
+    tables = [(path, readable_rows(path)) for path in dirs]
     tables = [t for t in tables if t[1]]
     if not tables:
         return []
