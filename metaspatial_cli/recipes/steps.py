@@ -148,7 +148,8 @@ def build_steps(recipe: Recipe) -> list[Step]:
     if recipe.make_model:
         steps.append(Step("make-model", ("make-model", recipe.make_model, base), Path(base), "model"))
     if recipe.pretrain:
-        args = ("pretrain", "--config", str(config_path(recipe, "pretrain")), "--base", base, "--output", recipe.model)
+        args: tuple[str, ...] = ("pretrain", "--config", str(config_path(recipe, "pretrain")), "--base", base,
+                                 "--output", recipe.model)
         # Under the recipe's `accelerate:` section like update: both are trainer runs over the same GPUs.
         steps.append(Step("pretrain", args, Path(recipe.model), "model", launcher=update_launcher(recipe.accelerate)))
     prompts = wd / "gen-prompts"

@@ -46,7 +46,8 @@ class Context:
     config: StageConfig
     input_dir: Path | None
     output_dir: Path
-    advance: Callable[[int], None] = lambda n: None
+    advance: Callable[[float], None] = lambda n: None
+    """Moves the progress bar by that many units (a fraction when a batch of samples moves it by its share)."""
 
     def image_path(self, rel: str) -> Path:
         path = self.output_dir / rel

@@ -46,8 +46,9 @@ class Collapse:
 
 def _reward(row: dict[str, Any], column: str) -> float | None:
     value = row.get(column)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return float(value) if ok else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def collapse(rows: list[dict[str, Any]], group_column: str = "group_id", reward_column: str = "reward") -> Collapse:

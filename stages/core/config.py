@@ -74,6 +74,13 @@ class StageConfig(BaseModel):
     # Fields never written to a manifest (credentials).
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ()
 
+    def required_input(self, stage: str) -> Path:
+        """`--input`, for a stage that reads a dataset: the stage runner's check before any row is read, and
+        the type of it for the stage's own row checks (which run only after that check)."""
+        if self.input is None:
+            raise UserError(f"{stage}: --input is required (a dataset directory)")
+        return self.input
+
     def result_fields(self) -> dict[str, Any]:
         """The fields that determine the output rows (compared on resume)."""
         data = self.model_dump(mode="json", exclude=set(self.SECRET_FIELDS))

@@ -178,9 +178,9 @@ class Scene:
         is parsed once (cached; callers must not modify the result). Errors name `where` and the field."""
         key = (row.get(SCENE), *(row.get(c) for c in ROOM_SIZE))
         try:
-            cached = _ROW_SCENES.get(key)
+            cached, cacheable = _ROW_SCENES.get(key), True
         except TypeError:  # an unhashable value (an Arrow struct read as a dict): not cached
-            cached, key = None, None
+            cached, cacheable = None, False
         if cached is not None:
             return cached
         for column in ROOM_SIZE:
@@ -195,7 +195,7 @@ class Scene:
                 raise SceneError(f"{where}, field scene: not valid JSON ({str(err)[:120]})") from None
         size = dict(zip("xyz", (row[c] for c in ROOM_SIZE), strict=True))
         scene = cls.from_idesign(graph, size, where=f"{where}, field scene")
-        if key is not None:
+        if cacheable:
             if len(_ROW_SCENES) >= _MAX_ROW_SCENES:
                 _ROW_SCENES.clear()
             _ROW_SCENES[key] = scene

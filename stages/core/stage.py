@@ -97,10 +97,9 @@ def open_input(stage: Stage, cfg: StageConfig) -> stream.Source:
     if stage.source_rows is not None:
         rows = stage.source_rows(cfg)
         return stream.RowList(rows) if isinstance(rows, list) else rows
-    if cfg.input is None:
-        raise UserError(f"{stage.name}: --input is required (a dataset directory)")
-    reader = stream.DatasetReader(cfg.input)
-    ds.require_columns(reader.columns, stage.columns_needed(cfg), cfg.input)
+    directory = cfg.required_input(stage.name)
+    reader = stream.DatasetReader(directory)
+    ds.require_columns(reader.columns, stage.columns_needed(cfg), directory)
     if stage.check_input is not None:
         stage.check_input(cfg, reader.columns)
     return reader

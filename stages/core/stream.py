@@ -33,7 +33,9 @@ class Source(Protocol):
 
     num_rows: int
     schema: pa.Schema | None
-    columns: list[str]
+
+    @property
+    def columns(self) -> list[str]: ...
 
     def chunks(self, lo: int, hi: int, size: int, columns: list[str] | None = None) -> Iterator[Rows]: ...
 
@@ -44,7 +46,9 @@ class RowList:
     """Rows already in memory (a generator's rooms, say) as a Source."""
 
     def __init__(self, rows: Rows) -> None:
-        self.rows, self.num_rows, self.schema, self.columns = rows, len(rows), None, []
+        self.rows, self.num_rows = rows, len(rows)
+        self.schema: pa.Schema | None = None
+        self.columns: list[str] = []
 
     def chunks(self, lo: int, hi: int, size: int, columns: list[str] | None = None) -> Iterator[Rows]:
         for start in range(lo, min(hi, self.num_rows), size):

@@ -135,7 +135,8 @@ QWEN2_5_VL_3B_TEXT = {"vocab_size": 151936, "hidden_size": 2048, "intermediate_s
 QWEN2_5_VL_3B_VISION = {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "patch_size": 14,
                         "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": 2048, "window_size": 112,
                         "fullatt_block_indexes": [7, 15, 23, 31], "hidden_act": "silu"}
-SHAPES = {"tiny": (TINY_TEXT, TINY_VISION), "qwen2.5-vl-3b": (QWEN2_5_VL_3B_TEXT, QWEN2_5_VL_3B_VISION)}
+SHAPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "tiny": (TINY_TEXT, TINY_VISION), "qwen2.5-vl-3b": (QWEN2_5_VL_3B_TEXT, QWEN2_5_VL_3B_VISION)}
 
 
 def qwen_config(tokenizer, shapes: str = "tiny"):

@@ -70,7 +70,7 @@ def _mesh(soup: Soup):
     visual = TextureVisuals(material=PBRMaterial(name="matte", baseColorFactor=[255, 255, 255, 255],
                                                  metallicFactor=0.0, roughnessFactor=0.85))
     mesh = trimesh.Trimesh(vertices=vertices, faces=faces, visual=visual, process=False)
-    mesh.visual.vertex_attributes["color"] = rgba
+    visual.vertex_attributes["color"] = rgba  # the mesh keeps this very visual (`mesh.visual is visual`)
     return mesh
 
 

@@ -224,7 +224,7 @@ def _warn_truncated(rows: list[dict[str, Any]]) -> None:
 def check_input(cfg: Config, columns: list[str]) -> None:
     """What the config and the input's columns tell before a row is read or a model loads."""
     if cfg.guided:
-        ds.require_columns(columns, SCENE_COLUMNS, cfg.input)
+        ds.require_columns(columns, SCENE_COLUMNS, cfg.required_input("rollout"))
     if cfg.turn > 1 and samples.render_column(cfg) not in columns:
         console.print(f"[yellow]rollout[/]: {cfg.input} has no {samples.render_column(cfg)} column (not rendered); "
                       "the follow-up prompts show the room image instead", highlight=False)
@@ -235,7 +235,8 @@ def check_input(cfg: Config, columns: list[str]) -> None:
 
 
 def make_row_check(cfg: Config):
-    return lambda row, index: samples.check_row(row, index, cfg, cfg.input)
+    directory = cfg.required_input("rollout")
+    return lambda row, index: samples.check_row(row, index, cfg, directory)
 
 
 STAGE = Stage(name="rollout", config_class=Config, needs=samples.needed_columns, adds=COLUMNS,

@@ -129,12 +129,13 @@ def make_row_check(cfg: Config):
     from .scoring import IMAGE_COLUMNS
 
     renders = IMAGE_COLUMNS if cfg.judge in ("openai", "hf") else ()
+    directory = cfg.required_input("score")
 
     def check(row: dict, index: int) -> None:
-        rows.check([row], [*CHECKED, *renders], cfg.input, index)
+        rows.check([row], [*CHECKED, *renders], directory, index)
         for column in renders:
             if row.get(column):
-                confined(cfg.input, row[column], f"{cfg.input}, row {index}, field {column}")
+                confined(directory, row[column], f"{directory}, row {index}, field {column}")
 
     return check
 
@@ -145,7 +146,9 @@ def make_processor(cfg: Config, ctx: Context, run: RunState | None = None):
 
     run = run or RunState()
     judge = make_judge(cfg)
-    run.counts = getattr(judge, "counts", run.counts)
+    counts = getattr(judge, "counts", None)  # a judge that asks a server counts its cache hits
+    if isinstance(counts, Counter):
+        run.counts = counts
     fallback = RulesJudge(adjacent_gap=cfg.adjacent_gap)
 
     def process(chunk):

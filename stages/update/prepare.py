@@ -70,8 +70,9 @@ def _prompt_ids(processor: Any, messages: list[dict[str, Any]], paths: list[str]
 def _completion_ids(sample: Sample, tokenizer: Any, input_dir: Path) -> list[int]:
     """The sampled tokens, each checked against the tokenizer's vocabulary (an id beyond it would
     fail inside the embedding); for datasets without them, the response text tokenized, ended by EOS."""
-    if sample.token_ids is not None:
-        return rows.token_ids(sample.token_ids, where(input_dir, sample.row, RESPONSE_TOKEN_IDS), len(tokenizer))
+    ids = rows.token_ids(sample.token_ids, where(input_dir, sample.row, RESPONSE_TOKEN_IDS), len(tokenizer))
+    if ids is not None:
+        return ids
     return list(tokenizer(sample.response, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
 
 

@@ -60,7 +60,7 @@ def sampling_body(cfg: Any, base_url: str | None, seed: int, grammar: str | None
     if cfg.send_seed:
         body["seed"] = seed
     hosted_openai = base_url is None or urlparse(base_url).hostname == "api.openai.com"
-    extra = {} if hosted_openai else dict(NEUTRAL_SAMPLING)
+    extra: dict[str, Any] = {} if hosted_openai else dict(NEUTRAL_SAMPLING)
     if grammar is not None:
         extra["structured_outputs"] = {"grammar": grammar}
     if extra:
