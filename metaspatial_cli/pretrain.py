@@ -141,10 +141,17 @@ def _trainer(cfg: PretrainConfig, args: Any, processor: Any, data: Any, metrics:
 def run(cfg: PretrainConfig) -> Path:
     from stages.core import dataset as ds
     from stages.core import vlm
-    from stages.core.stage import code_version
 
     ds.check_output(cfg.output, [Path(cfg.base)])
     processor = vlm.load_processor(cfg.base, flag="--base")
+    with mo.writing(cfg.output):
+        return _pretrain(cfg, processor)
+
+
+def _pretrain(cfg: PretrainConfig, processor: Any) -> Path:
+    """Skip, resume or start the warm-up into its output (this run the only writer), train, save."""
+    from stages.core.stage import code_version
+
     state = mo.prepare_output(cfg.output, STAGE, cfg.result_fields(), cfg.overwrite)
     if state == "done":
         err_console.print(f"pretrain: {cfg.output} already holds this warm-up; skipping (pass --overwrite to redo)")

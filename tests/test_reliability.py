@@ -2,6 +2,7 @@
 recipe runner, outputs that are not inputs, files or links, checksummed parts, a run's input identity."""
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -12,8 +13,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from helpers import REPO, cli, cli_process, write_rooms
+from test_update_data import scored_rows, write_dataset
 
 from stages.core import dataset as ds
+from stages.core import vlm
 
 CLI = [sys.executable, "-m", "metaspatial_cli"]
 PART = "train-00000-of-00001.parquet"
@@ -77,6 +80,43 @@ def test_second_writer_is_refused_naming_the_holder_and_a_dead_holders_lock_is_t
     code, text = cli(*args)
     assert code == 0 and "already done" in text, text
     assert len(pd.read_parquet(out)) == 348 and not (out / f".lock-{PART}").exists()
+
+
+def test_second_writer_of_a_model_output_is_refused_and_a_dead_holders_lock_is_taken_over(tmp_path, tiny_model):
+    """The same for a model folder: while an update runs (stopped, so alive however fast it trains), a second
+    update, with --overwrite or not, and a pretrain into the folder exit 2 naming it and change nothing."""
+    data = write_dataset(tmp_path / "scores", scored_rows(vlm.load_processor(tiny_model).tokenizer,
+                                                          tmp_path / "scores"))
+    out = tmp_path / "model"
+    args = ["update", "--input", data, "--output", out, "--model", tiny_model, "--per-device-train-batch-size", 4,
+            "--max-steps", 1]
+    log = tmp_path / "first.log"
+    with open(log, "w") as sink:
+        first = subprocess.Popen([*CLI, *map(str, args)], cwd=REPO, stdout=sink, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+    lock = out / ".lock-model"
+    try:
+        assert _wait_for(lambda: first.poll() is not None or lock.exists() and lock.read_text().endswith("}"))
+        os.killpg(first.pid, signal.SIGSTOP)
+        assert first.poll() is None, log.read_text()[-2000:]
+        assert json.loads(lock.read_text())["pid"] == first.pid
+        before = _files(out)
+        pretrain = ["pretrain", "--base", tiny_model, "--output", out, "--num-rooms", 1]
+        for second in (args, [*args, "--overwrite"], pretrain):
+            code, text = cli(*second)
+            assert code == 2 and len(text.strip().splitlines()) == 1, text
+            assert f"{out}: model is being written by pid {first.pid} on " in text, text
+        assert _files(out) == before
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert lock.exists()  # left behind by the kill, held by nobody
+    code, text = cli(*args)
+    assert code == 0, text
+    assert json.loads((out / ds.MANIFEST).read_text())["complete"] and not lock.exists()
+    (out / "stale.txt").write_text("from before\n")
+    code, text = cli(*args, "--overwrite")  # clears the folder but its lock, under the lock
+    assert code == 0 and not (out / "stale.txt").exists() and (out / ds.MANIFEST).exists(), text
 
 
 def test_recipe_steps_die_with_their_runner(tmp_path, many_rooms):

@@ -6,26 +6,33 @@ manifest code for both.
     OUTPUT/metrics.jsonl                         one JSON record per optimizer step
     OUTPUT/_manifest.json                        stage, config, inputs, counts, timings; `complete` when done
     OUTPUT/_checkpoints/checkpoint-N/            trainer checkpoints while the stage runs (resume)
+    OUTPUT/.lock-model                           the writer's lock while it runs (`stages.core.lock`)
 
-Only the main process (rank 0) writes; the others train.
+Only the main process (rank 0) writes, and holds the lock; the others train.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from . import dataset as ds
+from . import lock
 from .errors import UserError
 
 CHECKPOINTS = "_checkpoints"
 METRICS = "metrics.jsonl"
+LOCK = "model"
+"""The writer lock's name, one for every model-writing stage: an update and a pretrain into one folder
+exclude each other too."""
 
 
 class ModelStageConfig(BaseModel):
@@ -54,15 +61,41 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+@contextlib.contextmanager
+def writing(out: Path) -> Iterator[None]:
+    """Hold `out`'s writer lock for the block, in the main process (the one that writes), as a dataset
+    stage holds its part's: a second run into `out` stops with exit 2 naming this one, whatever its
+    settings or `--overwrite`, and a dead run's lock is taken over. A folder the block leaves empty
+    (the inputs failed their checks) is removed if the lock made it."""
+    if not is_main_process():
+        yield
+        return
+    made = not out.exists()
+    try:
+        with lock.hold(out, LOCK):
+            yield
+    finally:
+        if made:
+            with contextlib.suppress(OSError):  # not empty: the run wrote something
+                out.rmdir()
+
+
 def prepare_output(out: Path, stage: str, result_config: dict[str, Any], overwrite: bool) -> str:
-    """Decide what to do with `out`: 'done' (finished, same settings), 'resume' or 'fresh'."""
+    """Decide what to do with `out` (called under `writing`): 'done' (finished, same settings), 'resume'
+    or 'fresh'."""
     manifest = ds.read_manifest(out) if out.exists() else None
     if overwrite or manifest is None:
-        if out.exists() and any(out.iterdir()) and manifest is None and not overwrite:
+        held = lock.lock_path(out, LOCK)
+        contents = [p for p in out.iterdir() if p != held] if out.is_dir() else []
+        if contents and manifest is None and not overwrite:
             raise UserError(f"{out}: exists and is not an {stage} output; choose another --output or pass "
                             "--overwrite")
-        if overwrite and out.exists() and is_main_process():
-            shutil.rmtree(out)
+        if overwrite and is_main_process():
+            for path in contents:  # not the lock: the next run into `out` must still see it
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
         return "fresh"
     if manifest.get("stage") != stage:
         raise UserError(f"{out}: holds a '{manifest.get('stage')}' output, not an {stage} output; choose another "

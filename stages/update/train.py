@@ -183,11 +183,17 @@ def run_update(cfg: Config) -> Path:
     if cfg.input is None:
         raise UserError("update: --input is required (a scored rollout dataset)")
     ds.check_output(cfg.output, [cfg.input, Path(cfg.model)])
+    with model_output.writing(cfg.output):
+        return _update(cfg, cfg.input)
+
+
+def _update(cfg: Config, input_dir: Path) -> Path:
+    """Skip, resume or start the update into its output (this run the only writer), train, save."""
     state = outputs.prepare_output(cfg.output, cfg.result_fields(), cfg.overwrite)
     if state == "done":
         say(f"update: {cfg.output} already holds this update; skipping (pass --overwrite to redo)")
         return cfg.output
-    processor, prepared, header = _checked_inputs(cfg, cfg.input)
+    processor, prepared, header = _checked_inputs(cfg, input_dir)
     model_output.write_manifest(cfg.output, header)
     checkpoint = model_output.last_checkpoint(cfg.output) if state == "resume" else None
     trainer = _trainer(cfg, processor, prepared, header, checkpoint)
