@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import re
 import statistics
 
 import pytest
@@ -198,3 +199,46 @@ def test_object_credit_without_object_scores_exits_2(tmp_path, tiny_model, proce
                                  object_credit=0.5))
     assert "object_scores" in str(err.value)
     assert not (tmp_path / "m" / "model.safetensors").exists()
+
+
+# ------------------------------------------------------------------ --loss-tokens free
+
+@settings(max_examples=60, deadline=None)
+@given(answers())
+def test_free_spans_are_the_reasoning_and_every_coordinate(case):
+    text, ids_in_order = case
+    spans = answer.free_spans(text)
+    think = text[len("<think>"):text.index("</think>")]
+    entries = [json.loads(text[lo:hi]) for lo, hi in sorted(answer.entry_spans(text).values())]
+    values = [json.dumps(e[k]) for e in entries for k in "xyz"]
+    assert [text[a:b - 1] for a, b in spans] == [think, *values]
+    assert [text[b - 1] for a, b in spans] == ["<", *[",", ",", "}"] * len(ids_in_order)]
+
+
+def test_loss_tokens_free_matches_by_hand(tmp_path, tiny_model, processor):
+    """Only the reasoning and coordinate tokens count: DAPO's token mean over them, computed independently."""
+    data = tmp_path / "scores"
+    rows = credit_rows(processor.tokenizer, data)
+    write_dataset(data, rows)
+    plain, _ = first_step(tmp_path, tiny_model, data, "plain")
+    free, manifest = first_step(tmp_path, tiny_model, data, "free", loss_tokens="free")
+    assert manifest["loss_tokens"] == "free" and 0.1 < manifest["loss_token_share"] < 0.6
+    model = vlm.load_model(tiny_model).train()
+    logps = completion_logps(model, processor, data, rows)
+    total, count = 0.0, 0
+    for row, lp, adv in zip(rows, logps, independent_advantages(rows, processor.tokenizer, 0.0), strict=True):
+        ids = row["response_token_ids"]
+        text = processor.tokenizer.decode(ids, skip_special_tokens=True)
+        chars = {k for m in re.finditer(r'(?<=": )-?[0-9.]+', text) for k in range(m.start(), m.end() + 1)}
+        chars |= set(range(len("<think>"), text.index("</think>") + 1))
+        ends = [len(processor.tokenizer.decode(ids[:t + 1], skip_special_tokens=True)) for t in range(len(ids))]
+        keep = torch.tensor([any(k in chars for k in range(s, e)) for s, e in zip([0, *ends[:-1]], ends, strict=True)])
+        ratio = torch.exp(lp - lp.detach())
+        total = total - (torch.min(ratio * adv, torch.clamp(ratio, 0.8, 1.2) * adv) * keep).sum()
+        count += int(keep.sum())
+    loss = total / count
+    model.zero_grad()
+    loss.backward()
+    grad_norm = torch.sqrt(sum((p.grad.double() ** 2).sum() for p in model.parameters() if p.grad is not None))
+    assert free[0] == pytest.approx(float(loss), abs=1e-5) and free[1] == pytest.approx(float(grad_norm), rel=1e-5)
+    assert abs(free[1] - plain[1]) > 1e-3 * plain[1]

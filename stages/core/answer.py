@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -379,3 +380,25 @@ def _list_items(text: str, start: int, end: int) -> list[tuple[int, int]]:
             if depth == 0:
                 break
     return items
+
+
+_COORDINATE_VALUE = re.compile(r'"[xyz]"\s*:\s*(-?[0-9][0-9.eE+-]*)')
+
+
+def free_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of what a guided grammar leaves to the model: the reasoning inside the opening
+    `<think>…</think>` and each coordinate value of the answer's entries, each reaching one character
+    past its end (the `<`, `,` or `}` with which the model chose to stop). Everything else (tags, keys,
+    object ids, punctuation) the grammar writes itself; `update --loss-tokens free` trains on these
+    spans only."""
+    if not isinstance(text, str):
+        return []
+    spans: list[tuple[int, int]] = []
+    reasoning_end = _after_reasoning(text)
+    if reasoning_end:
+        start = text.find("<think>") + len("<think>")
+        spans.append((start, reasoning_end - len("</think>") + 1))
+    for lo, hi in entry_spans(text).values():
+        for match in _COORDINATE_VALUE.finditer(text, lo, hi):
+            spans.append((match.start(1), min(match.end(1) + 1, hi)))
+    return spans

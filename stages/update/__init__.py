@@ -73,6 +73,11 @@ class Config(ModelStageConfig, vlm.PixelLimits):
     plus STRENGTH times that object's own advantage (its score's object_scores against the same object in
     the group's other samples; see the README). Unset: plain GRPO; 0 gives plain GRPO's loss through the
     per-token path; 1 weighs an object's own quality like the whole answer's."""
+    loss_tokens: Literal["all", "free"] = "all"
+    """Completion tokens the loss counts: all, or free: only what a guided grammar leaves to the model (the
+    reasoning and each coordinate value, with the character that ends it). The ids, keys and punctuation a
+    grammar forces carry no decision: their gradient is noise, and they are most of a layout's tokens, so
+    under the token-mean losses they dilute every real decision. Use free with rollout --guided."""
     entropy_coef: float = Field(default=0.0, ge=0.0)
     """Entropy bonus: subtract this times the mean token entropy from the loss (the paper: 1e-3)."""
     temperature: float | None = Field(default=None, gt=0.0)

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from stages.core import rows, vlm
+from stages.core.answer import free_spans
 from stages.core.columns import RESPONSE_TOKEN_IDS
 from stages.core.errors import UserError, where
 from stages.core.paths import confined
 
 from .groups import Group, Sample
-from .object_credit import group_credit
+from .object_credit import group_credit, token_spans
 from .trl_bridge import GROUP_COLUMN, StoredGroup
 
 SHOWN = 5
@@ -76,11 +77,21 @@ def _completion_ids(sample: Sample, tokenizer: Any, input_dir: Path) -> list[int
     return list(tokenizer(sample.response, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
 
 
+def free_tokens(ids: list[int], decode: Any) -> list[tuple[int, int]]:
+    """Token ranges of a completion's free spans (`answer.free_spans`): what `--loss-tokens free` trains on."""
+    return list(token_spans(decode, ids, dict(enumerate(free_spans(decode(ids))))).values())
+
+
 def encode_groups(groups: list[Group], processor: Any, input_dir: Path, max_length: int,
-                  skip_too_long: bool, object_credit: bool = False) -> Prepared:
+                  skip_too_long: bool, object_credit: bool = False, free_only: bool = False) -> Prepared:
     """Tokenize every sample once, checking lengths against the model's context before training; with
-    `object_credit`, find each completion's object entries and their object advantages too."""
+    `object_credit`, find each completion's object entries and their object advantages too; with
+    `free_only`, the token ranges the loss keeps (`--loss-tokens free`)."""
     tokenizer = processor.tokenizer
+
+    def decode(ids: list[int]) -> str:
+        return tokenizer.decode(ids, skip_special_tokens=True)
+
     stored: dict[str, StoredGroup] = {}
     kept, too_long, longest = [], [], 0
     prompts: dict[tuple[Any, ...], tuple[list[dict[str, Any]], list[str], list[int]]] = {}
@@ -103,9 +114,10 @@ def encode_groups(groups: list[Group], processor: Any, input_dir: Path, max_leng
         kept.append(group)
         logprobs: list[list[float | None]] = [list(s.logprobs) if s.logprobs is not None else [None] * len(c)
                                               for s, c in zip(group.samples, completions, strict=True)]
-        credit = (group_credit(completions, [s.object_scores for s in group.samples],
-                               lambda ids: tokenizer.decode(ids, skip_special_tokens=True)) if object_credit else [])
-        stored[group.group_id] = StoredGroup(chats, paths, prompt_ids, completions, group.rewards, logprobs, credit)
+        credit = group_credit(completions, [s.object_scores for s in group.samples], decode) if object_credit else []
+        free = [free_tokens(ids, decode) for ids in completions] if free_only else []
+        stored[group.group_id] = StoredGroup(chats, paths, prompt_ids, completions, group.rewards, logprobs, credit,
+                                             free)
     with_images = {bool(files) for _, files, _ in prompts.values()}
     if len(with_images) > 1:
         raise UserError(f"{input_dir}: some prompts show an image and some none; TRL needs one kind per "

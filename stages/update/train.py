@@ -250,7 +250,7 @@ def _checked_inputs(cfg: Config, input_dir: Path) -> tuple[Any, prepare.Prepared
         raise UserError(f"--object-credit: {input_dir} has no object_scores (score writes them per object); "
                         "score this dataset with the current `metaspatial score`, or leave --object-credit out")
     prepared = prepare.encode_groups(groups, processor, input_dir, max_length, cfg.skip_too_long,
-                                     cfg.object_credit is not None)
+                                     cfg.object_credit is not None, cfg.loss_tokens == "free")
     if prepared.too_long:
         say(f"update: skipped {len(prepared.too_long)} group(s) longer than {max_length} tokens")
     _check_group_count(cfg, len(prepared.groups), group_size)
@@ -266,8 +266,19 @@ def _checked_inputs(cfg: Config, input_dir: Path) -> tuple[Any, prepare.Prepared
               "old_logprobs": "sampling" if sampling_logprobs else "policy", "temperature": temperature,
               "object_credit": cfg.object_credit,
               "object_credit_entries": sum(len(c) for g in prepared.stored.values() for c in g.credit),
+              "loss_tokens": cfg.loss_tokens,
+              "loss_token_share": _loss_token_share(prepared),
               "complete": False}
     return processor, prepared, header
+
+
+def _loss_token_share(prepared: prepare.Prepared) -> float:
+    """The share of completion tokens the loss counts (1.0 unless --loss-tokens free)."""
+    total = sum(len(c) for g in prepared.stored.values() for c in g.completion_ids)
+    if not any(g.free for g in prepared.stored.values()):
+        return 1.0
+    kept = sum(b - a for g in prepared.stored.values() for spans in g.free for a, b in spans)
+    return round(kept / total, 4) if total else 0.0
 
 
 def _trainer(cfg: Config, processor: Any, prepared: prepare.Prepared, header: dict[str, Any],

@@ -62,6 +62,8 @@ class StoredGroup:
     logprobs: list[list[float | None]]
     credit: list[Any] = field(default_factory=list)
     """Per sample, its object entries' (first token, end token, object advantage); [] without object credit."""
+    free: list[list[tuple[int, int]]] = field(default_factory=list)
+    """Per sample, the token ranges the loss keeps (`--loss-tokens free`); [] to keep every token."""
 
 
 class StoredRollouts:
@@ -105,6 +107,11 @@ class StoredRollouts:
             # sequence masking (--off-policy-mask-threshold) reads them too, None (NaN) meaning "no evidence".
             out["logprobs"].append(group.logprobs[index])
             out["stored_reward"].append(group.rewards[index])
+            if group.free:  # TRL's env_mask: the loss counts the tokens marked 1, the model still attends to all
+                mask = [0] * len(group.completion_ids[index])
+                for a, b in group.free[index]:
+                    mask[a:b] = [1] * (b - a)
+                out.setdefault("env_mask", []).append(mask)
         return out
 
 
