@@ -83,21 +83,23 @@ def test_entry_spans_read_the_block_the_parser_reads():
 
 def test_two_objects_by_hand():
     # sample 0 put the sofa well and the lamp badly; sample 1 the other way round; sample 2 left the lamp out
-    scores = [{"sofa": {"collision": 0.0, "constraint": 0.0, "out_of_bounds": 0.0, "support": 0.0},
-               "lamp": {"collision": 1.0, "constraint": 1.0, "out_of_bounds": 0.0, "support": 0.0}},
-              {"sofa": {"collision": 1.0, "constraint": 0.0, "out_of_bounds": 0.0, "support": 1.0},
-               "lamp": {"collision": 0.0, "constraint": 0.0, "out_of_bounds": 0.0, "support": 0.0}},
-              {"sofa": {"collision": 0.5, "constraint": 0.0, "out_of_bounds": 0.0, "support": 0.5}}]
+    scores = [{"sofa": {"collision": 0.0, "penalty": 0.0}, "lamp": {"collision": 1.0, "penalty": 0.5}},
+              {"sofa": {"collision": 1.0, "penalty": 0.5}, "lamp": {"collision": 0.0, "penalty": 0.0}},
+              {"sofa": {"collision": 0.5, "penalty": 0.25}, "unplaced": {"penalty": float("nan")}}]
     adv = object_credit.object_advantages(scores)
-    # sofa penalties 0, 0.5, 0.25: mean 0.25, population std sqrt(1/24)
-    std = (1 / 24) ** 0.5
-    assert adv[0]["sofa"] == pytest.approx(0.25 / (std + 1e-4))
-    assert adv[1]["sofa"] == pytest.approx(-0.25 / (std + 1e-4))
+    # deviations from each object's mean: sofa (0, 0.5, 0.25) - 0.25 = -0.25, 0.25, 0; lamp (0.5, 0) - 0.25
+    scale = ((4 * 0.25 ** 2) / 5) ** 0.5  # the group's: five placed (sample, object) deviations
+    assert adv[0]["sofa"] == pytest.approx(0.25 / (scale + 1e-4))
+    assert adv[1]["sofa"] == pytest.approx(-0.25 / (scale + 1e-4))
     assert adv[2]["sofa"] == pytest.approx(0.0)
-    # lamp penalties 0.5 and 0 (sample 2 has none): mean 0.25, std 0.25
-    assert adv[0]["lamp"] == pytest.approx(-0.25 / (0.25 + 1e-4))
-    assert adv[1]["lamp"] == pytest.approx(0.25 / (0.25 + 1e-4))
-    assert "lamp" not in adv[2]
+    assert adv[0]["lamp"] == pytest.approx(-0.25 / (scale + 1e-4))
+    assert adv[1]["lamp"] == pytest.approx(0.25 / (scale + 1e-4))
+    assert "lamp" not in adv[2] and "unplaced" not in adv[2]
+    # an object all samples placed equally gets nothing; the others keep the group's scale
+    same = [{"a": {"penalty": 0.3}, "b": {"penalty": 0.0}}, {"a": {"penalty": 0.3}, "b": {"penalty": 1.0}}]
+    scale = (0.5 ** 2 * 2 / 4) ** 0.5  # deviations a: 0, 0; b: -0.5, 0.5
+    assert object_credit.object_advantages(same) == [{"a": 0.0, "b": pytest.approx(0.5 / (scale + 1e-4))},
+                                                     {"a": 0.0, "b": pytest.approx(-0.5 / (scale + 1e-4))}]
     sequence = torch.tensor([0.5, -1.0, 0.5])
     credits = [[(2, 5, adv[0]["sofa"]), (6, 8, adv[0]["lamp"])], [], [(0, 1, 0.0)]]
     out = object_credit.token_advantages(sequence, credits, 10, 0.5)
@@ -120,10 +122,8 @@ def credit_rows(tokenizer, directory):
                        responses=TWO)
     for k, row in enumerate(rows):
         bad = (k * 0.37) % 1.0
-        row["object_scores"] = json.dumps({"sofa_1": {"collision": bad, "constraint": 0.0, "out_of_bounds": 0.0,
-                                                      "support": 0.0},
-                                           "lamp_1": {"collision": 0.0, "constraint": 1 - bad, "out_of_bounds": 0.0,
-                                                      "support": 0.2}})
+        row["object_scores"] = json.dumps({"sofa_1": {"collision": bad, "penalty": 0.6 * bad},
+                                           "lamp_1": {"constraint": 1 - bad, "penalty": 0.2 * (1 - bad) + 0.1}})
     return rows
 
 
@@ -142,10 +142,13 @@ def independent_advantages(rows, tokenizer, strength):
         starts = [0, *ends[:-1]]
         text = tokenizer.decode(ids, skip_special_tokens=True)
         token_adv = [seq] * len(ids)
+        penalties = {oid: [json.loads(rows[j]["object_scores"])[oid]["penalty"] for j in members]
+                     for oid in ("sofa_1", "lamp_1")}
+        deviations = [p - statistics.mean(ps) for ps in penalties.values() for p in ps]
+        scale = statistics.mean(d * d for d in deviations) ** 0.5
         for oid in ("sofa_1", "lamp_1"):
-            pen = [statistics.mean(json.loads(rows[j]["object_scores"])[oid].values()) for j in members]
-            mine = statistics.mean(json.loads(row["object_scores"])[oid].values())
-            b = -(mine - statistics.mean(pen)) / (statistics.pstdev(pen) + 1e-4)
+            mine = json.loads(row["object_scores"])[oid]["penalty"]
+            b = -(mine - statistics.mean(penalties[oid])) / (scale + 1e-4)
             s = text.index(f'{{"new_object_id": "{oid}"')
             e = text.index("}", s) + 1
             for t in range(len(ids)):

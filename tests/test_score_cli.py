@@ -171,3 +171,18 @@ def test_bug19_reference_to_a_missing_object_is_a_clear_input_error(prompts, tmp
     table.to_parquet(tmp_path / "bad" / "train-00000-of-00001.parquet")
     code, text = cli("score", "--input", tmp_path / "bad", "--output", tmp_path / "out")
     assert code == 2 and "ghost_9" in text and "row 0" in text and not (tmp_path / "out").exists()
+
+
+def test_object_penalty_weighs_measures_as_the_reward_does(prompts, tmp_path):
+    src = rollout_dir(prompts, tmp_path / "in", kinds=("perturb_small", "stacked_same_point", "random_anywhere"))
+    code, text = cli("score", "--input", src, "--output", tmp_path / "out", "--judge", "rules",
+                     "--weight-collision", "2", "--weight-constraint", "0", "--weight-out-of-bounds", "1",
+                     "--weight-support", "1")
+    assert code == 0, text
+    seen = 0
+    for raw in pd.read_parquet(tmp_path / "out").object_scores.dropna():
+        for m in json.loads(raw).values():
+            expected = (2 * m["collision"] + m["out_of_bounds"] + m["support"]) / 4
+            assert m["penalty"] == pytest.approx(expected, abs=1e-6)
+            seen += expected > 0
+    assert seen > 10  # the layouts had objects with something wrong

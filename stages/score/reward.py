@@ -54,6 +54,15 @@ def quality(m: RowMeasures, judge_score: float, w: Weights) -> float:
     return sum(weight * value for weight, value in terms) / total if total > 0 else 0.0
 
 
+def object_penalty(measures: dict[str, float], w: Weights) -> float:
+    """One object's own badness in [0, 1]: its measures weighted as `quality` weighs the layout's (the
+    judge grades layouts, not objects). What object-level credit (`update --object-credit`) compares."""
+    terms = [(w.collision, measures["collision"]), (w.constraint, measures["constraint"]),
+             (w.out_of_bounds, measures["out_of_bounds"]), (w.support, measures["support"])]
+    total = sum(weight for weight, _ in terms)
+    return round(sum(weight * value for weight, value in terms) / total, 6) if total > 0 else 0.0
+
+
 def default_reward(format_level: int, m: RowMeasures | None, judge_score: float | None, w: Weights) -> float:
     """`m` and `judge_score` are None for an answer with a problem: it is neither measured whole nor judged."""
     if format_level != answer.VALID or m is None or judge_score is None:

@@ -147,6 +147,12 @@ def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
+def _object_scores(m: RowMeasures, weights: reward_mod.Weights) -> str:
+    """Each object's four measures and its `penalty`, weighted as the reward weighs them."""
+    return strict_json({oid: {**values, "penalty": reward_mod.object_penalty(values, weights)}
+                        for oid, values in m.per_object.items()})
+
+
 def _columns(w: RowWork, cfg: Any, weights: reward_mod.Weights) -> dict[str, Any]:
     grades = w.judgement.grades if w.judgement is not None else None
     judge_score = grade_sum(grades) / 50 if grades else None
@@ -167,7 +173,7 @@ def _columns(w: RowWork, cfg: Any, weights: reward_mod.Weights) -> dict[str, Any
         "constraint_ratio": _finite(constraint), "out_of_bounds_ratio": _finite(oob), "support_ratio": _finite(support),
         "judge_score": judge_score, "judge_grades": strict_json({k: grades[k] for k in GRADE_KEYS}) if grades else None,
         "judge": w.judged_by if w.judge_needed else None, "judge_error": w.judge_error,
-        "feedback": _feedback(w), "object_scores": strict_json(w.measures.per_object) if w.measures else None,
+        "feedback": _feedback(w), "object_scores": _object_scores(w.measures, weights) if w.measures else None,
         "score_preset": preset, "upstream_crash": w.v1_result.crash if cfg.preset == "metaspatial-v1" else None,
     }
 

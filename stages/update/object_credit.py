@@ -2,17 +2,21 @@
 
 A layout's reward says how good the whole answer was; it cannot say which objects were placed
 well. `score` measures every object on its own (`object_scores`: collision, constraint,
-out-of-bounds and support, each in [0, 1]), so an object's coordinates can be compared with the
-same object's coordinates in the other samples of its group, exactly as GRPO compares rewards:
+out-of-bounds and support, each in [0, 1], and their `penalty`, weighted as the reward weighs them),
+so an object's coordinates can be compared with the same object's coordinates in the other samples
+of its group, as GRPO compares rewards:
 
-    p[i, o]  = mean of object o's four measures in sample i   (0 = nothing wrong)
-    B[i, o]  = -(p[i, o] - mean_j p[j, o]) / (std_j p[j, o] + eps)  over the samples j that placed o
+    p[i, o]  = object o's penalty in sample i                 (0 = nothing wrong)
+    d[i, o]  = p[i, o] - mean_j p[j, o]                        over the samples j that placed o
+    B[i, o]  = -d[i, o] / (sqrt(mean over the group's (j, o') of d[j, o']^2) + eps)
     a[i, t]  = A[i] + strength * B[i, o]   for the tokens t of o's entry {"new_object_id": o, ...}
     a[i, t]  = A[i]                         for every other token
 
 A[i] is TRL's sequence advantage, so strength 0 is plain GRPO exactly. B is 0 where fewer than
-two samples placed o or all placed it equally well. Normalising like GRPO makes `strength`
-scale-free: 1 gives an object's own quality as much say over its tokens as the whole answer's.
+two samples placed o. The scale is the group's, not each object's: an object every sample placed
+about equally well gets little credit instead of having its small differences blown up to unit
+size, while `strength` stays scale-free (1 gives the objects' own qualities as much say over their
+tokens as the answers' quality has).
 """
 
 from __future__ import annotations
@@ -25,16 +29,15 @@ from stages.core.answer import entry_spans
 
 EPS = 1e-4
 """Added to the standard deviation, as TRL does for sequence advantages."""
-MEASURES = ("collision", "constraint", "out_of_bounds", "support")
-
 Credit = list[tuple[int, int, float]]
 """(first token, end token, object advantage) for the object entries of one completion."""
 
 
 def penalty(scores: dict[str, float]) -> float | None:
-    """An object's own badness in [0, 1]: the mean of its measures (None when it has none)."""
-    values = [scores[m] for m in MEASURES if m in scores and math.isfinite(scores[m])]
-    return sum(values) / len(values) if values else None
+    """An object's own badness in [0, 1], as `score` weighed it (None when it has none)."""
+    value = scores.get("penalty")
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
 
 
 def object_advantages(scores: Sequence[dict[str, dict[str, float]]]) -> list[dict[str, float]]:
@@ -45,16 +48,19 @@ def object_advantages(scores: Sequence[dict[str, dict[str, float]]]) -> list[dic
             p = penalty(measures)
             if p is not None:
                 by_object.setdefault(oid, {})[i] = p
-    out: list[dict[str, float]] = [{} for _ in scores]
+    deviations: dict[str, dict[int, float]] = {}
     for oid, placed in by_object.items():
-        if len(placed) < 2:
-            continue
-        mean = sum(placed.values()) / len(placed)
-        std = math.sqrt(sum((p - mean) ** 2 for p in placed.values()) / len(placed))
-        if std == 0.0:
-            continue
-        for i, p in placed.items():
-            out[i][oid] = -(p - mean) / (std + EPS)
+        if len(placed) >= 2:
+            mean = sum(placed.values()) / len(placed)
+            deviations[oid] = {i: p - mean for i, p in placed.items()}
+    spread = [d * d for placed in deviations.values() for d in placed.values()]
+    scale = math.sqrt(sum(spread) / len(spread)) if spread else 0.0
+    out: list[dict[str, float]] = [{} for _ in scores]
+    if scale == 0.0:
+        return out
+    for oid, placed in deviations.items():
+        for i, d in placed.items():
+            out[i][oid] = -d / (scale + EPS)
     return out
 
 

@@ -21,7 +21,7 @@ from stages.core.errors import UserError
 from stages.core.failures import describe
 from stages.core.stage import code_version
 
-from . import outputs, prepare, trl_bridge
+from . import object_credit, outputs, prepare, trl_bridge
 from .groups import Excluded, identical_samples, load_groups, zero_variance
 
 if TYPE_CHECKING:  # the package imports this module to run an update; only its type is needed here
@@ -246,9 +246,11 @@ def _checked_inputs(cfg: Config, input_dir: Path) -> tuple[Any, prepare.Prepared
             + (f"; [yellow]warning[/]: {seen.advice()}" if seen.warn else ""))
     processor = vlm.load_processor(cfg.model, pixels=cfg.pixel_limits())
     max_length = cfg.max_length or _context_length(cfg.model)
-    if cfg.object_credit is not None and not any(s.object_scores for g in groups for s in g.samples):
-        raise UserError(f"--object-credit: {input_dir} has no object_scores (score writes them per object); "
-                        "score this dataset with the current `metaspatial score`, or leave --object-credit out")
+    if cfg.object_credit is not None and not any(object_credit.penalty(m) is not None for g in groups
+                                                 for s in g.samples for m in s.object_scores.values()):
+        raise UserError(f"--object-credit: {input_dir} has no object penalties in object_scores (score writes them "
+                        "per object); score this dataset with the current `metaspatial score`, or leave "
+                        "--object-credit out")
     prepared = prepare.encode_groups(groups, processor, input_dir, max_length, cfg.skip_too_long,
                                      cfg.object_credit is not None, cfg.loss_tokens == "free")
     if prepared.too_long:
