@@ -36,8 +36,9 @@ Credit = list[tuple[int, int, float]]
 def penalty(scores: dict[str, float]) -> float | None:
     """An object's own badness in [0, 1], as `score` weighed it (None when it has none)."""
     value = scores.get("penalty")
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return float(value) if ok else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def object_advantages(scores: Sequence[dict[str, dict[str, float]]]) -> list[dict[str, float]]:

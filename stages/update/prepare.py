@@ -79,7 +79,8 @@ def _completion_ids(sample: Sample, tokenizer: Any, input_dir: Path) -> list[int
 
 def free_tokens(ids: list[int], decode: Any) -> list[tuple[int, int]]:
     """Token ranges of a completion's free spans (`answer.free_spans`): what `--loss-tokens free` trains on."""
-    return list(token_spans(decode, ids, dict(enumerate(free_spans(decode(ids))))).values())
+    spans = {str(k): span for k, span in enumerate(free_spans(decode(ids)))}
+    return list(token_spans(decode, ids, spans).values())
 
 
 def encode_groups(groups: list[Group], processor: Any, input_dir: Path, max_length: int,
