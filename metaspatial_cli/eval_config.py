@@ -3,14 +3,19 @@ so that the recipe checks and the eval steps can import them without importing t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from stages.core.config import validation_message
+from stages.core.errors import UserError
 
 from .registry import EVAL_STAGES, RUNNER_FIELDS, config_class
+
+REFERENCE_LABEL = "reference layouts"
+"""The label of the `--baseline reference` row."""
 
 
 class EvalConfig(BaseModel):
@@ -32,6 +37,9 @@ class EvalConfig(BaseModel):
     baseline: list[Literal["reference"]] = Field(default_factory=list)
     """Table rows that are not models: `reference` scores each held-out room's reference layout (rooms that
     have one) through the same render and score steps: the ceiling the models are measured against."""
+    compare_to: str | None = None
+    """Label of a row (a model's, or `reference layouts`) to compare every other row with, room by room: adds
+    the mean ± standard error over shared rooms of each room's mean reward minus that row's, and the rooms up."""
     n: int = Field(default=1, ge=1)
     """Samples per room. 1 decodes greedily (temperature 0) unless rollout.temperature is given."""
     output: Path = Path("eval")
@@ -67,3 +75,15 @@ class EvalConfig(BaseModel):
 
 def stage_section(cfg: EvalConfig, stage: str) -> dict[str, Any]:
     return dict(getattr(cfg, stage.replace("-", "_")))
+
+
+def row_labels(labels: list[str], baseline: Sequence[str]) -> list[str]:
+    """The labels of the table's rows: the models' (given or derived), then the baselines'."""
+    return [*labels, *([REFERENCE_LABEL] if "reference" in baseline else [])]
+
+
+def check_compare_to(compare_to: str | None, labels: list[str], where: str = "--compare-to") -> None:
+    """Before any work: `compare_to` names a row of the table (one line listing the rows otherwise)."""
+    if compare_to is not None and compare_to not in labels:
+        raise UserError(f"{where}: {compare_to!r} is not a row of the table (rows: "
+                        + ", ".join(repr(label) for label in labels) + ")")

@@ -91,7 +91,24 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def write_tables(table: list[dict[str, Any]], out: Path) -> None:
+def _display(table: list[dict[str, Any]], compare_to: str | None) -> tuple[list[str], list[list[str]]]:
+    """The headings and cell texts of the table, as printed and as written to eval.md."""
+    heads = ["model", "rooms", "samples", *[h for _, h, _ in METRICS]]
+    if compare_to is not None:
+        heads += [f"Δ reward vs {compare_to} (per room)", "n up"]
+    rows = []
+    for row in table:
+        cells = [row["model"], row["rooms"], row["samples"], *[row[k] for k, _, _ in METRICS]]
+        cells[-1] = f"{_cell(row['reward'])} ± {_cell(row['reward_sem'])}"
+        if compare_to is not None:
+            paired = row["rooms_paired"] is not None
+            cells += [f"{_cell(row['delta_reward'])} ± {_cell(row['delta_reward_se'])}" if paired else "–",
+                      f"{row['rooms_up']}/{row['rooms_paired']}" if paired else "–"]
+        rows.append([_cell(c) for c in cells])
+    return heads, rows
+
+
+def write_tables(table: list[dict[str, Any]], out: Path, compare_to: str | None = None) -> None:
     """eval.csv (every column, full precision) and eval.md (the printed table)."""
     fields = list(table[0])
     tmp = out / ".eval.csv.tmp"
@@ -99,12 +116,9 @@ def write_tables(table: list[dict[str, Any]], out: Path) -> None:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         writer.writerows(table)
-    heads = ["model", "rooms", "samples", *[h for _, h, _ in METRICS]]
+    heads, rows = _display(table, compare_to)
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
-    for row in table:
-        cells = [row["model"], row["rooms"], row["samples"], *[row[k] for k, _, _ in METRICS]]
-        cells[-1] = f"{_cell(row['reward'])} ± {_cell(row['reward_sem'])}"
-        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     (out / "eval.md").write_text("\n".join(lines) + "\n")
     tmp.replace(out / "eval.csv")  # last: eval.csv marks a complete evaluation
 
@@ -116,16 +130,12 @@ def print_table(table: list[dict[str, Any]], cfg: Any) -> None:
 
     from stages.core.console import make_console
 
-    heads = ["model", "rooms", "samples", *[h for _, h, _ in METRICS]]
-    rows = []
-    for row in table:
-        cells = [row["model"], row["rooms"], row["samples"], *[row[k] for k, _, _ in METRICS]]
-        cells[-1] = f"{_cell(row['reward'])} ± {_cell(row['reward_sem'])}"
-        rows.append([_cell(c) for c in cells])
+    heads, rows = _display(table, cfg.compare_to)
+    caption = ("format ok: share of exact answers; objects ok: every object placed once; ↓ lower is better"
+               + (f"; Δ: mean ± s.e. over the rooms both rows have of each room's mean reward minus "
+                  f"{cfg.compare_to}'s; n up: rooms where it is > 0" if cfg.compare_to is not None else ""))
     view = Table(title=f"held-out rooms: {cfg.rooms or 'made by gen-prompts'} (split {cfg.split or 'all'}), n={cfg.n}",
-                 caption="format ok: share of exact answers; objects ok: every object placed once; "
-                 "↓ lower is better", box=box.SIMPLE_HEAD, show_edge=False, title_justify="left",
-                 caption_justify="left")
+                 caption=caption, box=box.SIMPLE_HEAD, show_edge=False, title_justify="left", caption_justify="left")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
     for i, heading in enumerate(heads):
         view.add_column(heading, justify="left" if i == 0 else "right", no_wrap=True, min_width=widths[i])

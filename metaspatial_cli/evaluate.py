@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from .eval_config import EvalConfig
+from .eval_config import REFERENCE_LABEL, EvalConfig, check_compare_to, row_labels
 from .options import add_config_command, print_error
 
 LOG = "eval.log"
@@ -25,10 +25,15 @@ LOG = "eval.log"
 
 def run(cfg: EvalConfig) -> list[dict[str, Any]]:
     """Evaluate every model; returns one metrics row per model (also written to CSV and Markdown)."""
+    from stages.core import dataset as ds
+
     from .eval_metrics import model_metrics, print_table, short_labels, write_tables
+    from .eval_paired import add_paired_deltas, room_rewards
     from .eval_steps import model_steps, prompt_steps, reference_steps, write_config_files, write_prompts
     from .recipes.runner import execute_steps
 
+    labels = cfg.label or short_labels(cfg.model)
+    check_compare_to(cfg.compare_to, row_labels(labels, cfg.baseline))
     cfg.output.mkdir(parents=True, exist_ok=True)
     write_config_files(cfg)
     steps, rooms_dataset = prompt_steps(cfg)
@@ -36,13 +41,15 @@ def run(cfg: EvalConfig) -> list[dict[str, Any]]:
     write_prompts(cfg, rooms_dataset)
     steps, score_dirs = model_steps(cfg)
     execute_steps(steps, cfg.output / LOG)
-    labels = cfg.label or short_labels(cfg.model)
     table = [model_metrics(label, model, score_dir) for label, model, score_dir in zip(labels, cfg.model, score_dirs, strict=True)]
     if "reference" in cfg.baseline:
         steps, score_dir = reference_steps(cfg)
         execute_steps(steps, cfg.output / LOG)
-        table.append(model_metrics("reference layouts", "reference_layout", score_dir))
-    write_tables(table, cfg.output)
+        table.append(model_metrics(REFERENCE_LABEL, "reference_layout", score_dir))
+        score_dirs.append(score_dir)
+    if cfg.compare_to is not None:
+        add_paired_deltas(table, [room_rewards(ds.read_rows(d)) for d in score_dirs], cfg.compare_to)
+    write_tables(table, cfg.output, cfg.compare_to)
     print_table(table, cfg)
     return table
 

@@ -49,8 +49,8 @@ def plan(recipe: Path = typer.Argument(..., help="Recipe YAML file."),
     from .recipes.steps import plan_script
 
     try:
-        spec = load_recipe(recipe, set_)
+        script = plan_script(load_recipe(recipe, set_), set_)  # building the steps checks eval.compare_to
     except UserError as err:
         print_error(err)
         raise typer.Exit(2) from None
-    typer.echo(plan_script(spec, set_), nl=False)
+    typer.echo(script, nl=False)

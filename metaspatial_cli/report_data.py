@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from stages.core.errors import UserError
 from stages.core.failures import failure
 
 from .eval_metrics import finite_mean, short_labels, standard_error
+from .eval_paired import room_rewards
 
 TURN_DIR = re.compile(r"^iter-(\d+)/turn-(\d+)$")
 HELD_OUT_DIR = re.compile(r"^iter-(\d+)$")
@@ -102,11 +102,7 @@ def held_out_curve(run_dir: Path) -> list[HeldOut]:
         match = HELD_OUT_DIR.match(path.parents[2].name)
         if not match or not (path.parents[1] / "eval.csv").is_file():
             continue
-        by_room: dict[str, list[Any]] = {}
-        for row in readable_rows(path):
-            if failure(row) is None:
-                by_room.setdefault(str(row.get("room_id")), []).append(row.get("reward"))
-        means = [m for m in (finite_mean(v) for v in by_room.values()) if math.isfinite(m)]
+        means = list(room_rewards(readable_rows(path)).values())
         if means:
             points.append(HeldOut(int(match.group(1)), len(means), finite_mean(means), standard_error(means)))
     return points

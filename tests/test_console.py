@@ -27,7 +27,7 @@ def test_the_eval_table_keeps_headers_and_model_names_whole(capsys, tmp_path):
     row = {"model": LONG, "rooms": 20, "samples": 40, "reward_sem": 0.008,
            **{key: 0.5 for key, _, _ in METRICS}}
     print_table([row, {**row, "model": "iteration 3"}],
-                SimpleNamespace(rooms=Path("examples/rooms"), split=None, n=2, output=tmp_path))
+                SimpleNamespace(rooms=Path("examples/rooms"), split=None, n=2, output=tmp_path, compare_to=None))
     lines = capsys.readouterr().out.splitlines()
     header = next(line for line in lines if line.lstrip().startswith("model"))
     for _, heading, _ in METRICS:

@@ -93,9 +93,9 @@ def write_config_files(recipe: Recipe) -> None:
 
 def run_recipe(recipe: Recipe) -> None:
     """Run every incomplete step of a recipe in order; raise StepFailed at the first failure."""
+    steps = build_steps(recipe)  # refuses a bad recipe (e.g. eval.compare_to) before anything is written
     recipe.workdir.mkdir(parents=True, exist_ok=True)
     write_config_files(recipe)
-    steps = build_steps(recipe)
     _log(recipe.workdir / LOG, f"recipe {recipe.path}: {len(steps)} steps")
     execute_steps(steps, recipe.workdir / LOG, recipe.keep_models)
 

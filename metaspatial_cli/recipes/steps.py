@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import yaml
 
+from ..eval_config import check_compare_to, row_labels
 from ..registry import TURN_STAGES
 from .arithmetic import gpus
 from .control import LABEL as CONTROL_LABEL
@@ -39,6 +40,8 @@ GPUS_MARKER = "# gpus"
 """Heads the plan's line of GPUs per step kind (`# gpus rollout=2 update=4`; read by examples/slurm/submit.sh)."""
 STEPS_MARKER = "# steps"
 """Separates the config files from the commands in a plan (examples/slurm/submit.sh splits there)."""
+HELD_OUT_CONFIG = "eval-every"
+"""The `eval_every` steps' config: the eval section less `compare_to` (their tables have one row)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,9 @@ def config_files(recipe: Recipe) -> dict[Path, str]:
         files[config_path(recipe, "pretrain")] = _dump({k: v for k, v in recipe.pretrain.items() if k != "base"})
     if recipe.eval is not None:
         files[config_path(recipe, "eval")] = _dump(eval_section(recipe))
+    if recipe.eval_every:
+        files[config_path(recipe, HELD_OUT_CONFIG)] = _dump({k: v for k, v in eval_section(recipe).items()
+                                                            if k != "compare_to"})
     return files
 
 
@@ -187,9 +193,13 @@ def build_steps(recipe: Recipe) -> list[Step]:
         steps.append(Step("supervised-only", args, recipe.workdir / CONTROL_OUTPUT, "model"))
     if recipe.eval is not None:
         eval_args = ["eval", "--config", str(config_path(recipe, "eval"))]
+        roles = eval_models(recipe, base, model)
         labelled = "label" not in recipe.eval  # the recipe's own labels, if it gives them, win
-        for m, role in eval_models(recipe, base, model).items():
+        for m, role in roles.items():
             eval_args += ["--model", m, *(["--label", role] if labelled else [])]
+        labels = list(roles.values()) if labelled else recipe.eval["label"]
+        check_compare_to(recipe.eval.get("compare_to"), row_labels(labels, recipe.eval.get("baseline", [])),
+                         f"{recipe.path}: eval.compare_to")
         steps.append(Step("eval", (*eval_args, "--output", str(wd / "eval")), wd / "eval", "eval"))
     return steps
 
@@ -198,7 +208,7 @@ def held_out_step(recipe: Recipe, model: str, iteration: int) -> Step:
     """`eval_every`: one model, the model after `iteration` (0: the start), evaluated with the recipe's eval
     options; labelled by its iteration, which the report's held-out curve reads."""
     out = recipe.workdir / f"iter-{iteration:03d}" / "eval"
-    args = ("eval", "--config", str(config_path(recipe, "eval")), "--model", model, "--label",
+    args = ("eval", "--config", str(config_path(recipe, HELD_OUT_CONFIG)), "--model", model, "--label",
             f"iteration {iteration}", "--output", str(out))
     return Step(f"iter-{iteration:03d}/eval", args, out, "eval")
 
