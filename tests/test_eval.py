@@ -80,7 +80,8 @@ def test_eval_two_models_end_to_end(tmp_path):
     out = tmp_path / "eval"
     cmd = [sys.executable, "-m", "metaspatial_cli", "eval", "--model", str(tmp_path / "m0"), "--model",
            str(tmp_path / "m1"), "--label", "seed0", "--label", "seed1", "--rooms", str(ROOMS), "--split", "test",
-           "--max-rooms", "1", "--config", str(config), "--output", str(out), "--baseline", "reference"]
+           "--max-rooms", "1", "--config", str(config), "--output", str(out), "--baseline", "reference",
+           "--compare-to", "seed0"]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "seed0" in result.stdout and "seed1" in result.stdout and "reward" in result.stdout
@@ -92,6 +93,8 @@ def test_eval_two_models_end_to_end(tmp_path):
     assert float(ceiling["format_valid"]) == 1.0 and float(ceiling["reward"]) > 2.5
     assert all(float(ceiling["reward"]) >= float(r["reward"]) for r in table)
     assert "| seed1 |" in (out / "eval.md").read_text()
+    assert table[0]["delta_reward"] == "" and "Δ reward vs seed0 (per room)" in result.stdout
+    assert float(table[1]["delta_reward"]) == 0.0 and (table[1]["rooms_up"], table[1]["rooms_paired"]) == ("0", "1")
     rerun = subprocess.run(cmd, capture_output=True, text=True)  # complete steps are skipped
     assert rerun.returncode == 0 and "complete, skipped" in rerun.stderr
 
