@@ -47,7 +47,7 @@ def test_models_without_labels_are_named_by_the_path_parts_that_tell_them_apart(
 def test_the_recipe_labels_its_eval_models_by_role():
     code, out = cli("recipe", "plan", REPO / "recipes" / "quickstart.yaml")
     line = next(line for line in out.splitlines() if line.startswith("metaspatial eval"))
-    assert "--label random" in line and "--label 'warmed up'" in line and "--label 'iteration 3'" in line
+    assert "--label random" in line and "--label 'warmed up'" in line and "--label 'iteration 6'" in line
 
 
 def test_meter_says_how_far_work_is_with_rate_and_eta_until_the_end():

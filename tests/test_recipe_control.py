@@ -27,7 +27,9 @@ def test_quickstart_control_matches_rl_examples_and_is_evaluated_as_its_own_row(
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     recipe = load_recipe(QUICKSTART, ["supervised_control=true"])
-    examples = recipe.iterations * 12 * 8 * 2  # iterations × rooms × rollout.n × update.num_train_epochs
+    # iterations × rooms per iteration × rollout.n × update.num_train_epochs
+    rollout, update = recipe.sections["rollout"], recipe.sections["update"]
+    examples = recipe.iterations * recipe.rooms_per_iteration * rollout["n"] * update["num_train_epochs"]
     assert rl_examples(recipe, "q") == examples
     control = shlex.split(next(line for line in lines if "supervised-only" in line).split("|| ")[-1])
     value = {control[i]: control[i + 1] for i in range(2, len(control) - 1, 2)}
@@ -62,7 +64,7 @@ def test_a_control_it_cannot_size_is_refused_before_anything_runs(tmp_path, chan
         recipe.write_text(text[:start] + text[text.index("gen-prompts:"):])
     else:
         recipe = QUICKSTART
-        sets += [change, "gen-prompts.input=examples/rooms/rooms.jsonl"]
+        sets += [change, "gen-prompts.input=examples/rooms/rooms.jsonl", "rooms_per_iteration=null"]
     result = plan(recipe, *[a for s in sets for a in ("--set", s)])
     assert result.returncode == 2 and "supervised_control" in result.stderr and message in result.stderr
     assert not (tmp_path / "run").exists()
