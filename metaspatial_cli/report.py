@@ -128,12 +128,24 @@ def _held_out(points: list[Any]) -> list[str]:
                                                          "iteration") + "</div>"]
 
 
+def _evaluation_cell(row: dict[str, str], column: str) -> str:
+    if column == "model":
+        return f'<td class=model title="{html.escape(row.get("path", ""))}">{html.escape(row["model"])}</td>'
+    if column.startswith("delta") or column == "rooms_up":
+        if not row.get("delta_reward"):
+            return "–"
+        if column == "rooms_up":
+            return f"{_number(row['rooms_up'])}/{_number(row.get('rooms_paired', ''))}"
+    return _number(row[column])
+
+
 def _evaluation(evals: list[dict[str, str]]) -> list[str]:
     heads = {"model": "model", "rooms": "rooms", "samples": "samples"}
     heads |= {key: heading for key, heading in HEADINGS.items() if key != "format_reward"} | {"reward_sem": "± s.e."}
+    if any(r.get("delta_reward") for r in evals):  # eval --compare-to: the baseline row has none
+        heads |= {"delta_reward": "Δ reward vs baseline (per room)", "delta_reward_se": "± s.e.", "rooms_up": "rooms up"}
     cols = [c for c in heads if c in evals[0]]
-    rows = [[f'<td class=model title="{html.escape(r.get("path", ""))}">{html.escape(r["model"])}</td>'
-             if c == "model" else _number(r[c]) for c in cols] for r in evals]
+    rows = [[_evaluation_cell(r, c) for c in cols] for r in evals]
     paths = "; ".join(f"<b>{html.escape(r['model'])}</b>: <code>{html.escape(r['path'])}</code>"
                       for r in evals if r.get("path") and r["path"] != r["model"])
     return ["<h2>Evaluation on held-out rooms</h2>", _table([heads[c] for c in cols], rows),

@@ -189,3 +189,18 @@ def test_a_metric_without_rows_reads_as_a_dash_not_nan():
     from metaspatial_cli.report import _number
 
     assert [_number(v) for v in ("nan", float("inf"), "0.5", 3, "12")] == ["–", "–", "0.500", "3", "12"]
+
+
+def test_evaluation_table_shows_the_paired_comparison_when_eval_made_one(tmp_path):
+    run = fake_run(tmp_path)
+    csv = run / "eval" / "eval.csv"
+    lines = csv.read_text().splitlines()
+    tail = ["delta_reward,delta_reward_se,rooms_up,rooms_paired", ",,,", "0.05,0.02,2,2", "-0.125,0.5,1,2"]
+    csv.write_text("\n".join(f"{a},{b}" for a, b in zip(lines, tail, strict=True)) + "\n")
+    assert CliRunner().invoke(app, ["report", str(run)]).exit_code == 0
+    page = (run / "report.html").read_text()
+    table = page[page.index("<h2>Evaluation"):]
+    table = table[:table.index("</table>")]
+    assert "Δ reward vs baseline (per room)" in table and "rooms up" in table
+    rows = table.split("<tr>")[2:]
+    assert "–" in rows[0] and "0.050" in rows[1] and "2/2" in rows[1] and "-0.125" in rows[2] and "1/2" in rows[2]
