@@ -10,12 +10,13 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import statistics
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_update_data import completion_logps, read_metrics, scored_rows, write_dataset
 
@@ -107,6 +108,21 @@ def test_two_objects_by_hand():
     assert out[0, 2:5].tolist() == pytest.approx([0.5 + 0.5 * adv[0]["sofa"]] * 3, abs=1e-6)
     assert out[0, 6:8].tolist() == pytest.approx([0.5 + 0.5 * adv[0]["lamp"]] * 2, abs=1e-6)
     assert out[0, [0, 1, 5, 8, 9]].tolist() == [0.5] * 5 and out[1].tolist() == [-1.0] * 10
+
+
+anything = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10 ** 30, 10 ** 30),
+                     st.booleans(), st.none(), st.text(max_size=3))
+
+
+@settings(max_examples=200, deadline=None)
+@example([{"a": {"penalty": 1e308}}, {"a": {"penalty": 1e308}}, {"a": {"penalty": 0.5}}])  # the mean overflows
+@given(st.lists(st.dictionaries(st.sampled_from(["a", "b", "c"]),
+                                st.dictionaries(st.sampled_from(["penalty", "collision"]), anything), max_size=3),
+                min_size=1, max_size=6))
+def test_object_advantages_are_finite_whatever_a_dataset_says(scores):
+    """object_scores come from a dataset: huge, negative, non-finite or non-numeric penalties give no NaN."""
+    for sample in object_credit.object_advantages(scores):
+        assert all(math.isfinite(v) for v in sample.values())
 
 
 # ------------------------------------------------------------------ the loss, through TRL

@@ -34,9 +34,10 @@ Credit = list[tuple[int, int, float]]
 
 
 def penalty(scores: dict[str, float]) -> float | None:
-    """An object's own badness in [0, 1], as `score` weighed it (None when it has none)."""
+    """An object's own badness in [0, 1], as `score` weighed it (None when it has none, or a value `score`
+    never writes: outside [0, 1], so that no dataset can overflow the advantages into NaN)."""
     value = scores.get("penalty")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
         return None
     return float(value)
 
