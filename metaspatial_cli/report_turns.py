@@ -10,13 +10,13 @@ turn (`<id>.<i>`) have no turn-1 twin and are left out.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stages.core.failures import failure
+from stages.core.numbers import finite_number
 
 from .eval_metrics import finite_mean, standard_error
 from .report_data import dataset_dirs, readable_rows
@@ -39,17 +39,12 @@ class TurnGain:
     """Mean physics ratio of each RATIO_COLUMNS column over the same rows (NaN-valued rows skipped)."""
 
 
-def _has_reward(row: dict[str, Any]) -> bool:
-    value = row.get("reward")
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _by_trajectory(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Usable rows with a finite reward, by trajectory id; an id found twice in one turn is ambiguous and dropped."""
     counts = Counter(str(r.get("trajectory_id")) for r in rows)
     return {str(r["trajectory_id"]): r for r in rows
             if r.get("trajectory_id") not in (None, "") and counts[str(r["trajectory_id"])] == 1
-            and failure(r) is None and _has_reward(r)}
+            and failure(r) is None and finite_number(r.get("reward"))}
 
 
 def _iteration_gains(iteration: int, turns: dict[int, dict[str, dict[str, Any]]]) -> list[TurnGain]:

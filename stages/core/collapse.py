@@ -10,12 +10,12 @@ left out (`stages.core.failures`), as are groups left with fewer than two sample
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
 from .failures import failure
+from .numbers import finite_number
 
 WARN_SHARE = 0.5
 
@@ -46,9 +46,7 @@ class Collapse:
 
 def _reward(row: dict[str, Any], column: str) -> float | None:
     value = row.get(column)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
+    return float(value) if finite_number(value) else None
 
 
 def collapse(rows: list[dict[str, Any]], group_column: str = "group_id", reward_column: str = "reward") -> Collapse:

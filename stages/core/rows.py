@@ -35,6 +35,7 @@ from .columns import (
     TURN,
 )
 from .errors import UserError, where
+from .numbers import finite_number
 from .scene import Scene
 
 # ---------------------------------------------------------------- decoders
@@ -50,10 +51,6 @@ def _json(value: Any, at: str) -> Any:
         return json.loads(value)
     except (json.JSONDecodeError, RecursionError) as err:
         raise UserError(f"{at}: not valid JSON ({str(err)[:120]})") from None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def response(value: Any, at: str = RESPONSE) -> str | None:
@@ -128,7 +125,7 @@ def object_scores(value: Any, at: str = OBJECT_SCORES) -> dict[str, dict[str, fl
         return {}
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise UserError(f"{at}: must be a JSON object {{id: {{measure: number}}}}")
-    return {str(oid): {str(k): float(v) for k, v in scores.items() if _is_number(v)} for oid, scores in data.items()}
+    return {str(oid): {str(k): float(v) for k, v in scores.items() if finite_number(v)} for oid, scores in data.items()}
 
 
 def reference_layout(value: Any, at: str = REFERENCE_LAYOUT) -> dict[str, list[float]] | None:
@@ -138,7 +135,7 @@ def reference_layout(value: Any, at: str = REFERENCE_LAYOUT) -> dict[str, list[f
     if data is None:
         return None
     if not isinstance(data, dict) or not all(
-            isinstance(v, (list, tuple)) and len(v) == 3 and all(_is_number(c) for c in v) for v in data.values()):
+            isinstance(v, (list, tuple)) and len(v) == 3 and all(finite_number(c) for c in v) for v in data.values()):
         raise UserError(f"{at}: must be a JSON object {{id: [x, y, z]}} of finite numbers")
     return {str(k): [float(c) for c in v] for k, v in data.items()}
 
@@ -160,7 +157,7 @@ def history(value: Any, at: str = HISTORY) -> list[dict[str, Any]]:
         if not isinstance(entry, dict):
             raise UserError(f"{here}: must be an object {{{', '.join(HISTORY_KEYS)}}}")
         reward = entry.get("reward")
-        if reward is not None and not _is_number(reward):
+        if reward is not None and not finite_number(reward):
             raise UserError(f"{here}.reward: must be a finite number or null, got {reward!r:.60}")
         entries.append({**entry, "turn": turn(entry.get("turn"), f"{here}.turn"),
                         "response": response(entry.get("response"), f"{here}.response"),

@@ -14,12 +14,12 @@ lies along x; at 90/270 its `width` does.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import Any
 
 from .columns import ROOM_SIZE, SCENE
 from .errors import UserError
+from .numbers import finite_number
 
 LAYOUT_ELEMENTS = ("south_wall", "north_wall", "east_wall", "west_wall", "middle of the room", "ceiling")
 WALLS = LAYOUT_ELEMENTS[:4]
@@ -185,7 +185,7 @@ class Scene:
             return cached
         for column in ROOM_SIZE:
             value = row.get(column)
-            if not _is_number(value) or value <= 0:
+            if not finite_number(value) or value <= 0:
                 raise SceneError(f"{where}, field {column}: must be a positive number of metres, got {value!r:.60}")
         graph = row.get(SCENE)
         if isinstance(graph, str):
@@ -233,14 +233,10 @@ def parse_room_size(value: Any, where: str) -> RoomSize:
     dims: list[float] = []
     for axis in "xyz":
         v = value.get(axis)
-        if not _is_number(v) or not 0 < v <= MAX_METRES:
+        if not finite_number(v) or not 0 < v <= MAX_METRES:
             raise SceneError(f"{where}.{axis}: must be a positive number of metres up to {MAX_METRES:g}, got {v!r}")
         dims.append(v)
     return RoomSize(*dims)
-
-
-def _is_number(v: Any) -> TypeGuard[float]:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _require(d: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -266,7 +262,7 @@ def _parse_object(item: Any, where: str) -> SceneObject:
     dims = []
     for key in ("length", "width", "height"):
         v = sizes.get(key)
-        if not _is_number(v) or not 0 < v <= MAX_METRES:
+        if not finite_number(v) or not 0 < v <= MAX_METRES:
             raise SceneError(f"{here}, field size_in_meters.{key}: must be a positive number of metres up to "
                              f"{MAX_METRES:g}, got {v!r}")
         dims.append(v)
@@ -298,13 +294,13 @@ def _parse_object(item: Any, where: str) -> SceneObject:
     rotation = None
     if "rotation" in item:
         rot = item["rotation"]
-        if not isinstance(rot, dict) or not _is_number(rot.get("z_angle")):
+        if not isinstance(rot, dict) or not finite_number(rot.get("z_angle")):
             raise SceneError(f"{here}, field rotation.z_angle: must be a number of degrees, got {rot!r}")
         rotation = rot["z_angle"]
     position = None
     if "position" in item:
         pos = item["position"]
-        if not isinstance(pos, dict) or not all(_is_number(pos.get(a)) and abs(pos[a]) <= MAX_METRES for a in "xyz"):
+        if not isinstance(pos, dict) or not all(finite_number(pos.get(a)) and abs(pos[a]) <= MAX_METRES for a in "xyz"):
             raise SceneError(f"{here}, field position: must be {{x, y, z}} numbers of at most {MAX_METRES:g} m, "
                              f"got {pos!r}")
         position = (pos["x"], pos["y"], pos["z"])

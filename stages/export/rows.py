@@ -9,7 +9,6 @@ they are parsed, and their defects reported in the export).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from stages.core import dataset as ds
 from stages.core import rows as contract
 from stages.core.columns import OBJECT_SCORES, RESPONSE, SCENE_COLUMNS
 from stages.core.errors import UserError
+from stages.core.numbers import finite_number
 from stages.core.scene import Scene, SceneError
 
 NEEDS = [*SCENE_COLUMNS, RESPONSE]
@@ -44,7 +44,7 @@ def read_dataset(path: Path, best_per: str | None) -> pa.Table:
 
 def _reward(row: dict[str, Any], where: str) -> float:
     value = row.get("reward")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not finite_number(value):
         raise UserError(f"{where}, field reward: expected a finite number, got {value!r}")
     return float(value)
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from pathlib import Path
 from typing import Any
 
 from stages.core import dataset as ds
 from stages.core.columns import OBJECT_SCORES
+from stages.core.numbers import finite_number
 from stages.core.render import Arrangement
 from stages.core.render.assets import AssetLibrary
 from stages.core.rows import answer, object_scores
@@ -43,13 +43,9 @@ def folder_name(row: dict[str, Any], fingerprint: str, by_room: bool = False) ->
     return f"{slug}-{digest}"
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def scene_extras(row: dict[str, Any]) -> dict[str, Any]:
     extras: dict[str, Any] = {k: row[k] for k in IDENTITY if isinstance(row.get(k), (str, int))}
-    extras.update({k: row[k] for k in METRICS if _finite(row.get(k))})
+    extras.update({k: row[k] for k in METRICS if finite_number(row.get(k))})
     return extras
 
 

@@ -47,20 +47,22 @@ class Weights:
     support: float = 0.5
 
 
-def quality(m: RowMeasures, judge_score: float, w: Weights) -> float:
-    terms = [(w.collision, 1 - m.collision), (w.constraint, 1 - m.constraint),
-             (w.out_of_bounds, 1 - m.out_of_bounds), (w.support, 1 - m.support), (w.judge, judge_score)]
+def _weighted_mean(terms: list[tuple[float, float]]) -> float:
     total = sum(weight for weight, _ in terms)
     return sum(weight * value for weight, value in terms) / total if total > 0 else 0.0
+
+
+def quality(m: RowMeasures, judge_score: float, w: Weights) -> float:
+    return _weighted_mean([(w.collision, 1 - m.collision), (w.constraint, 1 - m.constraint),
+                           (w.out_of_bounds, 1 - m.out_of_bounds), (w.support, 1 - m.support),
+                           (w.judge, judge_score)])
 
 
 def object_penalty(measures: dict[str, float], w: Weights) -> float:
     """One object's own badness in [0, 1]: its measures weighted as `quality` weighs the layout's (the
     judge grades layouts, not objects). What object-level credit (`update --object-credit`) compares."""
-    terms = [(w.collision, measures["collision"]), (w.constraint, measures["constraint"]),
-             (w.out_of_bounds, measures["out_of_bounds"]), (w.support, measures["support"])]
-    total = sum(weight for weight, _ in terms)
-    return round(sum(weight * value for weight, value in terms) / total, 6) if total > 0 else 0.0
+    return round(_weighted_mean([(w.collision, measures["collision"]), (w.constraint, measures["constraint"]),
+                                 (w.out_of_bounds, measures["out_of_bounds"]), (w.support, measures["support"])]), 6)
 
 
 def default_reward(format_level: int, m: RowMeasures | None, judge_score: float | None, w: Weights) -> float:

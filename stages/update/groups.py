@@ -13,7 +13,6 @@ with a message naming the rows and groups, before a model is loaded.
 
 from __future__ import annotations
 
-import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from stages.core.columns import (
 )
 from stages.core.errors import UserError, where
 from stages.core.failures import count_failures, describe, failure
+from stages.core.numbers import finite_number
 
 REQUIRED = [PROMPT, RESPONSE]
 CHECKED = [RESPONSE, TURN, IMAGE, HISTORY, RESPONSE_TOKEN_IDS, OBJECT_SCORES, SYSTEM_PROMPT]
@@ -136,7 +136,7 @@ def build_groups(rows: list[dict[str, Any]], indices: list[int], reward_column: 
     if missing_key:
         raise UserError(f"{directory}: column(s) {', '.join(keys)} (which form the groups) missing or empty in "
                         f"row(s) {_listing(missing_key)}; pass --group-by COLUMN to group by other columns")
-    bad_reward = [i for i in indices if not _is_finite(rows[i].get(reward_column))]
+    bad_reward = [i for i in indices if not finite_number(rows[i].get(reward_column))]
     if bad_reward:
         raise UserError(f"{directory}: column {reward_column} is missing or not a finite number in row(s) "
                         f"{_listing(bad_reward)}; score these rows again or drop them")
@@ -160,10 +160,6 @@ def build_groups(rows: list[dict[str, Any]], indices: list[int], reward_column: 
                                     rows_codec.object_scores(row.get(OBJECT_SCORES))))
     _check_sizes(list(groups.values()), ", ".join(keys), directory)
     return list(groups.values())
-
-
-def _is_finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _check_sizes(groups: list[Group], keys: str, directory: Path) -> None:

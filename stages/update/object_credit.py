@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from stages.core.answer import entry_spans
+from stages.core.numbers import finite_number
 
 EPS = 1e-4
 """Added to the standard deviation, as TRL does for sequence advantages."""
@@ -37,9 +38,7 @@ def penalty(scores: dict[str, float]) -> float | None:
     """An object's own badness in [0, 1], as `score` weighed it (None when it has none, or a value `score`
     never writes: outside [0, 1], so that no dataset can overflow the advantages into NaN)."""
     value = scores.get("penalty")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        return None
-    return float(value)
+    return float(value) if finite_number(value) and 0.0 <= value <= 1.0 else None
 
 
 def object_advantages(scores: Sequence[dict[str, dict[str, float]]]) -> list[dict[str, float]]:

@@ -9,8 +9,9 @@ never a silent zero).
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
+
+from stages.core.numbers import finite_number
 
 from .base import GRADE_KEYS
 
@@ -66,8 +67,7 @@ def parse_grades(text: Any) -> tuple[dict[str, float] | None, str | None]:
     for key in GRADE_KEYS:
         entry = data.get(key)
         value = entry.get("grade") if isinstance(entry, dict) else entry
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                or not 1 <= value <= 10:
+        if not finite_number(value) or not 1 <= value <= 10:
             return None, f"reply has no grade from 1 to 10 for {key} (got {value!r})"
         grades[key] = float(value)
     return grades, None
